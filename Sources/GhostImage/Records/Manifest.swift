@@ -1,0 +1,58 @@
+// The manifest: everything about a checkpoint except memory contents, which
+// live in content-addressed chunks. Encoded as JSON; `formatVersion` is bumped
+// on any incompatible change, and readers refuse versions they do not know.
+
+public struct Manifest: Codable, Sendable {
+    public static let currentVersion = 1
+
+    public var formatVersion: Int = Manifest.currentVersion
+    /// Seconds since the epoch when the job was frozen.
+    public var createdAt: Double
+    public var hostname: String
+    public var kernelRelease: String
+    public var pageSize: Int
+    /// Pages per memory block (one chunk holds the stored pages of one block).
+    public var blockPages: Int
+    public var cpu: CPURecord
+    public var job: JobRecord
+    /// The process tree, parents before children.
+    public var processes: [ProcessRecord]
+
+    public init(createdAt: Double, hostname: String, kernelRelease: String, pageSize: Int,
+                blockPages: Int, cpu: CPURecord, job: JobRecord, processes: [ProcessRecord]) {
+        self.createdAt = createdAt
+        self.hostname = hostname
+        self.kernelRelease = kernelRelease
+        self.pageSize = pageSize
+        self.blockPages = blockPages
+        self.cpu = cpu
+        self.job = job
+        self.processes = processes
+    }
+}
+
+/// What the saved register state needs from the CPU.
+public struct CPURecord: Codable, Sendable {
+    /// XCR0 feature bits present in the saved xstate (x87, SSE, AVX, AVX-512...).
+    public var xfeatures: UInt64
+    /// Bytes of NT_X86_XSTATE on the checkpointing CPU.
+    public var xstateSize: Int
+    public init(xfeatures: UInt64, xstateSize: Int) {
+        self.xfeatures = xfeatures
+        self.xstateSize = xstateSize
+    }
+}
+
+/// How the job was started and supervised, so a resume supervises it the same way.
+public struct JobRecord: Codable, Sendable {
+    public var argv: [String]
+    public var checkpointInterval: Double?
+    public var keep: Int
+    public var zstdLevel: Int
+    public init(argv: [String], checkpointInterval: Double?, keep: Int, zstdLevel: Int) {
+        self.argv = argv
+        self.checkpointInterval = checkpointInterval
+        self.keep = keep
+        self.zstdLevel = zstdLevel
+    }
+}

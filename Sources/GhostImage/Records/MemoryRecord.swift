@@ -1,0 +1,60 @@
+/// One virtual memory area, as /proc/PID/maps describes it, plus the pages
+/// that must be stored because the file (or nothing) cannot give them back.
+public struct VMARecord: Codable, Sendable {
+    public enum Kind: String, Codable, Sendable {
+        /// Private anonymous memory (malloc arenas, mmap(MAP_ANONYMOUS)).
+        case anonymous
+        /// The brk heap.
+        case heap
+        /// The main thread's stack (grows down).
+        case stack
+        /// A private mapping of a file: unwritten pages come from the file.
+        case privateFile
+        /// A shared mapping of a file: the file holds its contents.
+        case sharedFile
+        /// Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, /dev/zero).
+        case sharedAnonymous
+    }
+    public var start: UInt64
+    public var end: UInt64
+    /// PROT_* bits.
+    public var prot: Int32
+    public var kind: Kind
+    public var growsDown: Bool
+    public var fileOffset: UInt64
+    public var file: FileIdentity?
+    /// Stored pages, in blocks of `Manifest.blockPages` pages aligned to the VMA start.
+    public var blocks: [MemoryBlock]
+
+    public init(start: UInt64, end: UInt64, prot: Int32, kind: Kind, growsDown: Bool,
+                fileOffset: UInt64, file: FileIdentity?, blocks: [MemoryBlock]) {
+        self.start = start; self.end = end; self.prot = prot; self.kind = kind
+        self.growsDown = growsDown; self.fileOffset = fileOffset; self.file = file; self.blocks = blocks
+    }
+}
+
+/// The stored pages of one block: bit i of `pageMask` set = page i of the block
+/// is in the chunk, in order; pages not set are zero (anonymous) or come from the file.
+public struct MemoryBlock: Codable, Sendable {
+    public var index: Int
+    public var pageMask: UInt64
+    public var chunk: ChunkID
+    public init(index: Int, pageMask: UInt64, chunk: ChunkID) {
+        self.index = index; self.pageMask = pageMask; self.chunk = chunk
+    }
+}
+
+/// Where the kernel's vDSO and its data pages were; restore moves the new
+/// kernel's ones to the same place because libc caches these addresses.
+public struct VDSORecord: Codable, Sendable {
+    public struct Region: Codable, Sendable {
+        public var name: String
+        public var start: UInt64
+        public var end: UInt64
+        public init(name: String, start: UInt64, end: UInt64) { self.name = name; self.start = start; self.end = end }
+    }
+    public var regions: [Region]
+    /// XXH3-64 of the [vdso] code pages, to detect a different kernel's vDSO.
+    public var codeHash: UInt64
+    public init(regions: [Region], codeHash: UInt64) { self.regions = regions; self.codeHash = codeHash }
+}

@@ -1,0 +1,121 @@
+import Glibc
+
+/// Thin POSIX wrappers: retry on EINTR, loop on short reads and writes, and
+/// turn failures into `ImageError.io` naming the full path.
+enum StoreIO {
+    static func openAt(_ dir: Int32, _ rel: String, _ flags: Int32, _ mode: mode_t = 0o600) -> Int32 {
+        while true {
+            let fd = openat(dir, rel, flags | O_CLOEXEC, mode)
+            if fd >= 0 || errno != EINTR { return fd }
+        }
+    }
+
+    /// 0 on success, else the errno.
+    static func writeAll(_ fd: Int32, _ p: UnsafeRawPointer?, _ count: Int) -> Int32 {
+        guard var p, count > 0 else { return 0 }
+        var left = count
+        while left > 0 {
+            let n = write(fd, p, left)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            if n == 0 { return EIO }  // should not happen for regular files; do not spin
+            p += n
+            left -= n
+        }
+        return 0
+    }
+
+    /// Reads up to `count` bytes at `offset`; returns how many (fewer only at end of file) or the errno.
+    static func preadAll(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) -> (Int, Int32) {
+        var done = 0
+        while done < count {
+            let n = pread(fd, p + done, count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return (done, errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return (done, 0)
+    }
+
+    static func fsyncRetry(_ fd: Int32) -> Int32 {
+        while fsync(fd) != 0 {
+            if errno != EINTR { return errno }
+        }
+        return 0
+    }
+
+    /// close() can report a deferred write error (NFS). On Linux the fd is gone
+    /// even when close() fails, so it is never retried; EINTR is not an error.
+    static func closeChecked(_ fd: Int32) -> Int32 {
+        if close(fd) != 0 && errno != EINTR { return errno }
+        return 0
+    }
+
+    /// For descriptors only read from, or already failed: nothing to report.
+    static func closeQuietly(_ fd: Int32) {
+        _ = close(fd)
+    }
+
+    /// Names in a directory (without "." and ".."), or nil and the errno.
+    static func listDirectory(_ dir: Int32, _ rel: String) -> ([String]?, Int32) {
+        let fd = openAt(dir, rel, O_RDONLY | O_DIRECTORY)
+        if fd < 0 { return (nil, errno) }
+        guard let d = fdopendir(fd) else {
+            let e = errno
+            close(fd)
+            return (nil, e)
+        }
+        defer { closedir(d) }
+        var names: [String] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(d) else {
+                if errno != 0 { return (nil, errno) }
+                break
+            }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return (names, 0)
+    }
+
+    static func statAt(_ dir: Int32, _ rel: String, follow: Bool = true) -> stat? {
+        var st = stat()
+        return fstatat(dir, rel, &st, follow ? 0 : AT_SYMLINK_NOFOLLOW) == 0 ? st : nil
+    }
+
+    // syncfs and renameat2 are GNU extensions the Swift Glibc module does not
+    // export; look them up once at run time (they are in every glibc since 2.28).
+    private typealias SyncFS = @convention(c) (Int32) -> Int32
+    private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
+    private static let syncfsFunction: SyncFS? =
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), "syncfs").map { unsafeBitCast($0, to: SyncFS.self) }
+    private static let renameat2Function: RenameAt2? =
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2").map { unsafeBitCast($0, to: RenameAt2.self) }
+
+    /// Flushes every dirty file of the file system holding `fd`. 0 or errno.
+    static func syncFileSystem(_ fd: Int32) -> Int32 {
+        guard let f = syncfsFunction else { return ENOSYS }
+        return f(fd) == 0 ? 0 : errno
+    }
+
+    /// rename() that fails with EEXIST instead of replacing an existing file.
+    /// Where the file system lacks RENAME_NOREPLACE, checks first and renames
+    /// (the writer lock already excludes other writers). 0 or errno.
+    static func renameNoReplace(_ dir: Int32, _ from: String, _ to: String) -> Int32 {
+        if let f = renameat2Function {
+            if f(dir, from, dir, to, 1 /* RENAME_NOREPLACE */) == 0 { return 0 }
+            let e = errno
+            if e != EINVAL && e != ENOSYS && e != ENOTSUP { return e }
+        }
+        if statAt(dir, to, follow: false) != nil { return EEXIST }
+        return renameat(dir, from, dir, to) == 0 ? 0 : errno
+    }
+}

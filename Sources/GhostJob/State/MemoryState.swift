@@ -1,0 +1,290 @@
+import Glibc
+import CGhostSys
+import GhostImage
+
+/// The address space: every mapping, and the pages that only the process holds.
+/// Capture stores, per block of `blockPages` pages, the pages that are not
+/// zero and do not come from a file; restore maps the same areas at the same
+/// addresses and writes those pages back.
+enum MemoryState {
+    static let blockPages = 64
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    struct CaptureStats {
+        var mappedBytes: UInt64 = 0
+        var storedPages = 0
+    }
+
+    // MARK: capture
+
+    static func capture(mappings: [ProcFS.Mapping], ctx: ProcessContext, writer: CheckpointWriter,
+                        stats: inout CaptureStats) throws(GhostError) -> [VMARecord] {
+        let pagemap = open("/proc/\(ctx.pid)/pagemap", O_RDONLY | O_CLOEXEC)
+        if pagemap < 0 { throw .errno("open /proc/\(ctx.pid)/pagemap") }
+        defer { close(pagemap) }
+        var out: [VMARecord] = []
+        for m in mappings where !VDSOState.names.contains(m.path) && m.path != "[vsyscall]" {
+            let kind = try kindOf(m, pid: ctx.pid)
+            var file: FileIdentity? = nil
+            if kind == .privateFile || kind == .sharedFile {
+                file = try identity(ofMapped: m, pid: ctx.pid)
+            }
+            stats.mappedBytes += m.end - m.start
+            var vma = VMARecord(start: m.start, end: m.end, prot: m.prot, kind: kind,
+                                growsDown: m.vmFlags.contains("gd"), fileOffset: m.offset, file: file, blocks: [])
+            if kind != .sharedFile {
+                let pages = try pagesToStore(m, kind: kind, pagemap: pagemap)
+                vma.blocks = try storeBlocks(pages, of: m, kind: kind, ctx: ctx, writer: writer, stats: &stats)
+            }
+            out.append(vma)
+        }
+        return out
+    }
+
+    static func kindOf(_ m: ProcFS.Mapping, pid: pid_t) throws(GhostError) -> VMARecord.Kind {
+        switch m.path {
+        case "[heap]": return .heap
+        case "[stack]": return .stack
+        case "": return m.shared ? .sharedAnonymous : .anonymous
+        default: break
+        }
+        if m.path.hasPrefix("/dev/zero") || m.path.hasPrefix("/SYSV") || m.path.hasPrefix("/memfd:") {
+            if m.shared { return .sharedAnonymous }
+        }
+        if m.path.hasPrefix("[") {
+            throw .unsupported("process \(pid) has a special mapping \(m.path) at \(hex(m.start)) that ghost cannot restore")
+        }
+        if m.path.hasSuffix(" (deleted)") {
+            throw .unsupported("process \(pid) maps the deleted file \(m.path.dropLast(10)) at \(hex(m.start)); "
+                + "ghost cannot checkpoint mappings of deleted files yet")
+        }
+        return m.shared ? .sharedFile : .privateFile
+    }
+
+    static func identity(ofMapped m: ProcFS.Mapping, pid: pid_t) throws(GhostError) -> FileIdentity {
+        var st = stat()
+        if stat(m.path, &st) != 0 { throw .errno("stat of \(m.path), mapped by process \(pid)") }
+        if UInt64(st.st_ino) != m.inode {
+            throw .unsupported("process \(pid) maps \(m.path) at \(hex(m.start)), but that file was replaced since; "
+                + "ghost cannot checkpoint mappings of replaced files")
+        }
+        return FileIdentity(path: m.path, size: Int64(st.st_size),
+                            mtimeNanos: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+
+    /// Page-aligned address ranges of `m` whose contents must be stored.
+    static func pagesToStore(_ m: ProcFS.Mapping, kind: VMARecord.Kind, pagemap: Int32) throws(GhostError) -> [(UInt64, UInt64)] {
+        var out: [(UInt64, UInt64)] = []
+        func want(_ cat: UInt64) -> Bool {
+            let present = cat & UInt64(GHOST_PAGE_IS_PRESENT) != 0
+            let swapped = cat & UInt64(GHOST_PAGE_IS_SWAPPED) != 0
+            let file = cat & UInt64(GHOST_PAGE_IS_FILE) != 0
+            let zero = cat & UInt64(GHOST_PAGE_IS_PFNZERO) != 0
+            switch kind {
+            case .privateFile: return swapped || (present && !file)   // copied-on-write pages only
+            case .sharedAnonymous: return swapped || present
+            case .sharedFile: return false
+            default: return swapped || (present && !zero)
+            }
+        }
+        var regions = [UInt64](repeating: 0, count: 3 * 512)
+        var cursor = m.start
+        while cursor < m.end {
+            var walkEnd: UInt64 = 0
+            let n = ghost_pagemap_scan(pagemap, cursor, m.end,
+                                       UInt64(GHOST_PAGE_IS_PRESENT | GHOST_PAGE_IS_SWAPPED),
+                                       &regions, 512, &walkEnd)
+            if n < 0 {
+                if errno == ENOTTY || errno == EINVAL { return try pagesFromPagemapFile(m, kind: kind, pagemap: pagemap) }
+                throw .errno("PAGEMAP_SCAN of \(hex(m.start))-\(hex(m.end))")
+            }
+            for i in 0..<Int(n) where want(regions[3 * i + 2]) {
+                let s = regions[3 * i], e = regions[3 * i + 1]
+                if let last = out.last, last.1 == s { out[out.count - 1].1 = e } else { out.append((s, e)) }
+            }
+            if walkEnd <= cursor { break }
+            cursor = walkEnd
+        }
+        return out
+    }
+
+    /// Fallback for kernels without PAGEMAP_SCAN: 8 bytes per page of /proc/PID/pagemap.
+    static func pagesFromPagemapFile(_ m: ProcFS.Mapping, kind: VMARecord.Kind, pagemap: Int32) throws(GhostError) -> [(UInt64, UInt64)] {
+        var out: [(UInt64, UInt64)] = []
+        let ps = UInt64(pageSize)
+        var addr = m.start
+        var entries = [UInt64](repeating: 0, count: 4096)
+        while addr < m.end {
+            let count = min(UInt64(entries.count), (m.end - addr) / ps)
+            let want = Int(count) * 8
+            let n = entries.withUnsafeMutableBytes { pread(pagemap, $0.baseAddress, want, off_t(addr / ps * 8)) }
+            if n != want { throw .errno("reading /proc/PID/pagemap at \(hex(addr))") }
+            for i in 0..<Int(count) {
+                let e = entries[i]
+                let present = e >> 63 & 1 == 1, swapped = e >> 62 & 1 == 1, file = e >> 61 & 1 == 1
+                let take: Bool
+                switch kind {
+                case .privateFile: take = swapped || (present && !file)
+                case .sharedFile: take = false
+                default: take = present || swapped
+                }
+                if take {
+                    let p = addr + UInt64(i) * ps
+                    if let last = out.last, last.1 == p { out[out.count - 1].1 = p + ps } else { out.append((p, p + ps)) }
+                }
+            }
+            addr += count * ps
+        }
+        return out
+    }
+
+    /// Reads the wanted pages block by block and stores each block as one chunk.
+    static func storeBlocks(_ ranges: [(UInt64, UInt64)], of m: ProcFS.Mapping, kind: VMARecord.Kind,
+                            ctx: ProcessContext, writer: CheckpointWriter,
+                            stats: inout CaptureStats) throws(GhostError) -> [MemoryBlock] {
+        let ps = UInt64(pageSize)
+        let blockBytes = UInt64(blockPages) * ps
+        var byBlock: [Int: [UInt64]] = [:]   // block index -> page addresses
+        var order: [Int] = []
+        for (s, e) in ranges {
+            var p = s
+            while p < e {
+                let b = Int((p - m.start) / blockBytes)
+                if byBlock[b] == nil { order.append(b); byBlock[b] = [] }
+                byBlock[b]!.append(p)
+                p += ps
+            }
+        }
+        let keepZeroPages = kind == .privateFile   // a zeroed copy differs from the file's page
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(blockBytes), alignment: 4096)
+        defer { buffer.deallocate() }
+        var blocks: [MemoryBlock] = []
+        for b in order {
+            let pages = byBlock[b]!
+            let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(pages.count * pageSize)])
+            try readPages(pages, into: bytes, ctx: ctx, readable: m.readable)
+            var mask: UInt64 = 0
+            var kept = 0
+            let blockStart = m.start + UInt64(b) * blockBytes
+            for (i, p) in pages.enumerated() {
+                let src = bytes.baseAddress! + i * pageSize
+                if !keepZeroPages && isZero(src) { continue }
+                if kept != i { (bytes.baseAddress! + kept * pageSize).copyMemory(from: src, byteCount: pageSize) }
+                kept += 1
+                mask |= 1 << ((p - blockStart) / ps)
+            }
+            if kept == 0 { continue }
+            let id: ChunkID
+            do { id = try writer.put(UnsafeRawBufferPointer(rebasing: bytes[0..<(kept * pageSize)])) }
+            catch { throw .image(error) }
+            stats.storedPages += kept
+            blocks.append(MemoryBlock(index: b, pageMask: mask, chunk: id))
+        }
+        return blocks
+    }
+
+    static func readPages(_ pages: [UInt64], into bytes: UnsafeMutableRawBufferPointer, ctx: ProcessContext,
+                          readable: Bool) throws(GhostError) {
+        let runs = coalesce(pages)
+        if readable && ctx.memory.readRanges(runs, into: bytes) { return }
+        // PROT_NONE or write-only pages: /proc/PID/mem reads them for a tracer.
+        var off = 0
+        for r in runs {
+            try ctx.memory.read(at: r.address, into: UnsafeMutableRawBufferPointer(rebasing: bytes[off..<(off + r.length)]))
+            off += r.length
+        }
+    }
+
+    static func coalesce(_ pages: [UInt64]) -> [(address: UInt64, length: Int)] {
+        var runs: [(address: UInt64, length: Int)] = []
+        for p in pages {
+            if let last = runs.last, last.address + UInt64(last.length) == p {
+                runs[runs.count - 1].length += pageSize
+            } else {
+                runs.append((p, pageSize))
+            }
+        }
+        return runs
+    }
+
+    /// Whether a page holds only zero bytes (8 bytes at a time; stops at the first non-zero).
+    static func isZero(_ p: UnsafeRawPointer) -> Bool {
+        let words = p.assumingMemoryBound(to: UInt64.self)
+        for i in 0..<(pageSize / 8) where words[i] != 0 { return false }
+        return true
+    }
+
+    // MARK: restore
+
+    static func restore(_ vmas: [VMARecord], ctx: ProcessContext, store: ImageStore,
+                        blockPages: Int) throws(GhostError) {
+        let ps = UInt64(pageSize)
+        for vma in vmas {
+            let len = vma.end - vma.start
+            let isShared = vma.kind == .sharedFile || vma.kind == .sharedAnonymous
+            var mapProt = vma.prot
+            if !vma.blocks.isEmpty { mapProt |= PROT_READ | PROT_WRITE }
+            var flags = Int32(MAP_FIXED) | (isShared ? MAP_SHARED : MAP_PRIVATE)
+            if vma.growsDown { flags |= MAP_GROWSDOWN }
+            var fd: Int64 = -1
+            switch vma.kind {
+            case .anonymous, .heap, .stack, .sharedAnonymous: flags |= MAP_ANONYMOUS
+            case .privateFile, .sharedFile:
+                guard let file = vma.file else { throw .badImage("file mapping at \(hex(vma.start)) has no file") }
+                try checkUnchanged(file, at: vma.start)
+                let openFlags = (vma.kind == .sharedFile && vma.prot & PROT_WRITE != 0) ? O_RDWR : O_RDONLY
+                let path = try ctx.scratch.putString(file.path)
+                fd = Int64(bitPattern: try ctx.syscall.check("opening \(file.path)", SYS.openat,
+                    UInt64(bitPattern: Int64(AT_FDCWD)), path, UInt64(openFlags | O_CLOEXEC)))
+            }
+            if vma.kind == .sharedFile && !vma.blocks.isEmpty { mapProt = vma.prot }
+            let addr = try ctx.syscall.check("mapping \(hex(vma.start))-\(hex(vma.end)) (\(vma.file?.path ?? vma.kind.rawValue))",
+                SYS.mmap, vma.start, len, UInt64(mapProt), UInt64(UInt32(bitPattern: flags)),
+                UInt64(bitPattern: fd), vma.fileOffset)
+            if fd >= 0 { try ctx.syscall.call(SYS.close, UInt64(fd)) }
+            if addr != vma.start { throw .restore("mapping for \(hex(vma.start)) landed at \(hex(addr))") }
+
+            let writable = mapProt & PROT_WRITE != 0
+            for block in vma.blocks {
+                let data: [UInt8]
+                do { data = try store.readChunk(block.chunk) } catch { throw .image(error) }
+                let blockStart = vma.start + UInt64(block.index) * UInt64(blockPages) * ps
+                var pages: [UInt64] = []
+                for bit in 0..<64 where block.pageMask >> UInt64(bit) & 1 == 1 {
+                    pages.append(blockStart + UInt64(bit) * ps)
+                }
+                guard data.count == pages.count * pageSize, pages.last.map({ $0 < vma.end }) ?? true else {
+                    throw .badImage("memory chunk \(block.chunk) does not match block \(block.index) of \(hex(vma.start))")
+                }
+                let runs = coalesce(pages)
+                let ok = writable && data.withUnsafeBytes { ctx.memory.writeRanges(runs, from: $0) }
+                if !ok {
+                    var off = 0
+                    for r in runs {
+                        try ctx.memory.write(at: r.address, bytes: Array(data[off..<(off + r.length)]))
+                        off += r.length
+                    }
+                }
+            }
+            if mapProt != vma.prot {
+                try ctx.syscall.check("mprotect \(hex(vma.start))", SYS.mprotect, vma.start, len, UInt64(vma.prot))
+            }
+        }
+    }
+
+    /// A mapped file must be the same as at the checkpoint: its unwritten
+    /// pages are read from it again.
+    static func checkUnchanged(_ file: FileIdentity, at address: UInt64) throws(GhostError) {
+        var st = stat()
+        if stat(file.path, &st) != 0 {
+            throw .fileChanged("\(file.path), mapped by the job at \(hex(address)), is gone (\(String(cString: strerror(errno)))); "
+                + "restore it or resume on a node that has it")
+        }
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        if Int64(st.st_size) != file.size || mtime != file.mtimeNanos {
+            throw .fileChanged("\(file.path), mapped by the job at \(hex(address)), changed since the checkpoint "
+                + "(size \(file.size) -> \(st.st_size)); the job would see different code or data. "
+                + "Put the original file back, or resume on a node with the same software")
+        }
+    }
+}

@@ -1,0 +1,296 @@
+import Foundation
+import Glibc
+import XCTest
+@testable import GhostImage
+
+/// Checkpoints: commit protocol, crash leftovers, damage detection and fallback.
+final class CheckpointTests: XCTestCase {
+    func testCommitMakesTheCheckpointVisibleAndNothingBefore() throws {
+        let tmp = TempDir()
+        let store = try ImageStore(path: tmp.image, create: true)
+        let reader = try ImageStore(path: tmp.image, create: false)
+        let w = try store.beginCheckpoint(zstdLevel: 1)
+        XCTAssertEqual(w.number, 1)
+        _ = try w.put(randomBytes(100_000, seed: 1))
+        XCTAssertEqual(store.checkpointNumbers(), [])
+        XCTAssertEqual(reader.checkpointNumbers(), [])
+        XCTAssertEqual(expectImageError { () throws(ImageError) in try reader.newestIntactCheckpoint() },
+                       .noCheckpoints(path: tmp.image))
+        let payload = Array("{\"processes\":[]}".utf8)
+        XCTAssertEqual(try w.commit(manifest: payload), 1)
+        XCTAssertEqual(reader.checkpointNumbers(), [1])
+        XCTAssertEqual(try reader.loadManifest(1), payload)
+        let newest = try reader.newestIntactCheckpoint()
+        XCTAssertEqual(newest.number, 1)
+        XCTAssertEqual(newest.payload, payload)
+        XCTAssertEqual(newest.skipped, [])
+        XCTAssertEqual(tempFiles(under: tmp.image), [])
+
+        // Numbers go on from the newest.
+        let w2 = try store.beginCheckpoint(zstdLevel: 3)
+        XCTAssertEqual(w2.number, 2)
+        XCTAssertEqual(try w2.commit(manifest: []), 2)
+        XCTAssertEqual(try reader.loadManifest(2), [])
+        XCTAssertEqual(reader.checkpointNumbers(), [1, 2])
+    }
+
+    func testEveryIntermediateStateShowsOnlyTheOldCheckpoint() throws {
+        let tmp = TempDir()
+        let store = try ImageStore(path: tmp.image, create: true)
+        try commitCheckpoint(store, payload: "old", chunks: [randomBytes(5000, seed: 1)])
+        let reader = try ImageStore(path: tmp.image, create: false)
+        func assertOnlyOld(_ step: String) throws {
+            XCTAssertEqual(reader.checkpointNumbers(), [1], step)
+            let newest = try reader.newestIntactCheckpoint()
+            XCTAssertEqual(newest.number, 1, step)
+            XCTAssertEqual(newest.payload, Array("old".utf8), step)
+            XCTAssertEqual(newest.skipped, [], step)
+            XCTAssertEqual(reader.verify(1), [], step)
+        }
+        let w = try store.beginCheckpoint(zstdLevel: 1)
+        try assertOnlyOld("after begin")
+        _ = try w.put(randomBytes(5000, seed: 2))
+        try assertOnlyOld("after put")
+        // What a writer killed between writing and renaming its checkpoint file
+        // leaves: the complete file under its temp name.
+        let complete = try CheckpointFileCodec.encode(number: 2, payload: Array("new".utf8), chunks: [])
+        writeFile(tmp.image + "/checkpoints/.tmp-1-1-000002.ckpt", complete)
+        try assertOnlyOld("after temp checkpoint file")
+        writeFile(tmp.image + "/checkpoints/.tmp-1-2-000002.ckpt", Array(complete[0..<30]))
+        try assertOnlyOld("after partial temp checkpoint file")
+        XCTAssertEqual(try w.commit(manifest: Array("new".utf8)), 2)
+        XCTAssertEqual(reader.checkpointNumbers(), [1, 2])
+        XCTAssertEqual(try reader.newestIntactCheckpoint().payload, Array("new".utf8))
+    }
+
+    func testAbandonedWriterLeavesPreviousCheckpointAndPruneCleansUp() throws {
+        let tmp = TempDir()
+        let kept = randomBytes(70_000, seed: 1)
+        var keptID: ChunkID
+        var orphanIDs: [ChunkID] = []
+        do {
+            let store = try ImageStore(path: tmp.image, create: true)
+            keptID = try commitCheckpoint(store, payload: "one", chunks: [kept]).1[0]
+            // A writer that dies mid-way: chunks stored, temp files of an in-flight
+            // chunk and of the checkpoint file left behind, no commit.
+            let w = try store.beginCheckpoint(zstdLevel: 1)
+            orphanIDs.append(try w.put(randomBytes(70_000, seed: 2)))
+            orphanIDs.append(try w.put(randomBytes(70_000, seed: 3)))
+            let dir = tmp.image + "/chunks/" + orphanIDs[0].hex.prefix(2)
+            writeFile(dir + "/.tmp-999999-1-" + orphanIDs[0].hex, [1, 2, 3])
+            writeFile(tmp.image + "/checkpoints/.tmp-999999-1-000002.ckpt", Array("GHOSTCKP partial".utf8))
+
+            let reader = try ImageStore(path: tmp.image, create: false)
+            XCTAssertEqual(reader.checkpointNumbers(), [1])
+            let newest = try reader.newestIntactCheckpoint()
+            XCTAssertEqual(newest.number, 1)
+            XCTAssertEqual(newest.payload, Array("one".utf8))
+            XCTAssertEqual(try reader.readChunk(keptID), kept)
+            withExtendedLifetime(w) {}
+            // The process "dies": the store goes away without commit or abort of
+            // the crashed writer's files (ours are released with the writer).
+        }
+        let store = try ImageStore(path: tmp.image, create: false)
+        XCTAssertEqual(tempFiles(under: tmp.image).count, 2)
+        XCTAssertEqual(chunkFiles(store).count, 3)
+        try store.prune(keep: 3)
+        XCTAssertEqual(tempFiles(under: tmp.image), [])
+        XCTAssertEqual(chunkFiles(store), [keptID.hex], "unreferenced chunks are collected")
+        XCTAssertEqual(store.verify(1), [])
+        let w = try store.beginCheckpoint(zstdLevel: 1)
+        XCTAssertEqual(w.number, 2)
+        XCTAssertEqual(try w.put(randomBytes(70_000, seed: 2)), orphanIDs[0])
+        XCTAssertEqual(w.stats.chunksWritten, 1, "a collected chunk is written again")
+        XCTAssertEqual(try w.commit(manifest: []), 2)
+        XCTAssertEqual(store.verify(2), [])
+    }
+
+    func testAbortRemovesTempFilesAndForbidsFurtherUse() throws {
+        let tmp = TempDir()
+        let store = try ImageStore(path: tmp.image, create: true)
+        let w = try store.beginCheckpoint(zstdLevel: 1)
+        _ = try w.put([1, 2, 3])
+        w.abort()
+        w.abort()
+        XCTAssertEqual(store.checkpointNumbers(), [])
+        XCTAssertEqual(tempFiles(under: tmp.image), [])
+        guard case .misuse = expectImageError({ () throws(ImageError) in try w.put([UInt8]([4]).withUnsafeBytes { b throws(ImageError) in try w.put(b) }) }) else {
+            return XCTFail("put after abort must be refused")
+        }
+        guard case .misuse = expectImageError({ () throws(ImageError) in try w.commit(manifest: []) }) else {
+            return XCTFail("commit after abort must be refused")
+        }
+        let w2 = try store.beginCheckpoint(zstdLevel: 1)
+        XCTAssertEqual(try w2.commit(manifest: []), 1)
+        guard case .misuse = expectImageError({ () throws(ImageError) in try w2.commit(manifest: []) }) else {
+            return XCTFail("a second commit must be refused")
+        }
+    }
+
+    func testFlippedByteInChunkIsReportedAsDamagedChunk() throws {
+        let tmp = TempDir()
+        let store = try ImageStore(path: tmp.image, create: true)
+        let raw = randomBytes(10_000, seed: 4)
+        let compressible = [UInt8](repeating: 7, count: 50_000) + randomBytes(100, seed: 5)
+        let (n, ids) = try commitCheckpoint(store, payload: "p", chunks: [raw, compressible])
+        for (id, offset) in [(ids[0], 16 + 5000), (ids[1], 20), (ids[1], 8)] {
+            let path = chunkFile(store, id)
+            let original = readFile(path)
+            flipByte(path, at: offset)
+            let e = expectImageError { () throws(ImageError) in try store.readChunk(id) }
+            guard case .damagedChunk(let badID, let badPath, _) = e else {
+                XCTFail("expected damagedChunk for a flip at \(offset), got \(String(describing: e))")
+                continue
+            }
+            XCTAssertEqual(badID, id)
+            XCTAssertEqual(badPath, path)
+            XCTAssertTrue(e!.description.contains(id.hex))
+            let problems = store.verify(n)
+            XCTAssertEqual(problems.count, 1)
+            XCTAssertTrue(problems.first?.contains(id.hex) ?? false)
+            writeFile(path, original)
+            XCTAssertEqual(store.verify(n), [])
+        }
+        // A truncated chunk file is damage too.
+        let path = chunkFile(store, ids[0])
+        writeFile(path, Array(readFile(path).prefix(100)))
+        guard case .damagedChunk = expectImageError({ () throws(ImageError) in try store.readChunk(ids[0]) }) else {
+            return XCTFail("truncated chunk must be damagedChunk")
+        }
+        writeFile(path, Array(readFile(path).prefix(10)))
+        guard case .damagedChunk = expectImageError({ () throws(ImageError) in try store.readChunk(ids[0]) }) else {
+            return XCTFail("chunk shorter than its header must be damagedChunk")
+        }
+    }
+
+    func testDamagedManifestFallsBackToOlderCheckpoint() throws {
+        let tmp = TempDir()
+        let store = try ImageStore(path: tmp.image, create: true)
+        let chunk = randomBytes(3000, seed: 8)
+        try commitCheckpoint(store, payload: "first", chunks: [chunk])
+        try commitCheckpoint(store, payload: "second", chunks: [chunk])
+        let path2 = checkpointFile(store, 2)
+        let good = readFile(path2)
+        let damages: [(String, [UInt8])] = [
+            ("truncated", Array(good.dropLast(5))),
+            ("truncated to a few bytes", Array(good.prefix(10))),
+            ("empty", []),
+            ("flipped payload byte", { var b = good; b[50] ^= 1; return b }()),
+            ("flipped chunk id byte", { var b = good; b[b.count - 20] ^= 1; return b }()),
+            ("flipped checksum byte", { var b = good; b[b.count - 1] ^= 1; return b }()),
+            ("flipped magic", { var b = good; b[0] ^= 1; return b }()),
+        ]
+        for (what, bytes) in damages {
+            writeFile(path2, bytes)
+            let e = expectImageError { () throws(ImageError) in try store.loadManifest(2) }
+            guard case .damagedManifest(let path, _) = e else {
+                XCTFail("\(what): expected damagedManifest, got \(String(describing: e))")
+                continue
+            }
+            XCTAssertEqual(path, path2, what)
+            let newest = try store.newestIntactCheckpoint()
+            XCTAssertEqual(newest.number, 1, what)
+            XCTAssertEqual(newest.payload, Array("first".utf8), what)
+            XCTAssertEqual(newest.skipped.count, 1, what)
+            XCTAssertTrue(newest.skipped[0].contains("checkpoint 2"), what)
+            XCTAssertTrue(newest.skipped[0].contains(path2), what)
+            XCTAssertFalse(store.verify(2).isEmpty, what)
+        }
+        // A checkpoint file renamed to another number is not trusted either.
+        writeFile(path2, good)
+        XCTAssertEqual(rename(checkpointFile(store, 1), checkpointFile(store, 7)), 0)
+        guard case .damagedManifest(_, let reason) = expectImageError({ () throws(ImageError) in try store.loadManifest(7) }) else {
+            return XCTFail("misnamed checkpoint must be damaged")
+        }
+        XCTAssertTrue(reason.contains("checkpoint 1"))
+        // All damaged: a typed error listing why.
+        writeFile(path2, [])
+        guard case .noIntactCheckpoint(_, let problems) = expectImageError({ () throws(ImageError) in try store.newestIntactCheckpoint() }) else {
+            return XCTFail("expected noIntactCheckpoint")
+        }
+        XCTAssertEqual(problems.count, 2)
+    }
+
+    func testDeletedChunkMakesNewestIntactSkipTheCheckpoint() throws {
+        let tmp = TempDir()
+        let store = try ImageStore(path: tmp.image, create: true)
+        let shared = randomBytes(2000, seed: 1), only2 = randomBytes(2000, seed: 2)
+        try commitCheckpoint(store, payload: "first", chunks: [shared])
+        let (_, ids) = try commitCheckpoint(store, payload: "second", chunks: [shared, only2])
+        XCTAssertEqual(unlink(chunkFile(store, ids[1])), 0)
+        let newest = try store.newestIntactCheckpoint()
+        XCTAssertEqual(newest.number, 1)
+        XCTAssertEqual(newest.payload, Array("first".utf8))
+        XCTAssertEqual(newest.skipped.count, 1)
+        XCTAssertTrue(newest.skipped[0].contains("checkpoint 2"))
+        XCTAssertTrue(newest.skipped[0].contains(ids[1].hex))
+        XCTAssertEqual(expectImageError { () throws(ImageError) in try store.readChunk(ids[1]) },
+                       .missingChunk(id: ids[1], path: chunkFile(store, ids[1])))
+        XCTAssertEqual(store.verify(2).count, 1)
+        // The manifest itself is fine: loading it by number still works.
+        XCTAssertEqual(try store.loadManifest(2), Array("second".utf8))
+    }
+
+    func testNoSuchCheckpointListsAvailableOnes() throws {
+        let tmp = TempDir()
+        let store = try ImageStore(path: tmp.image, create: true)
+        try commitCheckpoint(store, payload: "a", chunks: [])
+        try commitCheckpoint(store, payload: "b", chunks: [])
+        let e = expectImageError { () throws(ImageError) in try store.loadManifest(7) }
+        XCTAssertEqual(e, .noSuchCheckpoint(path: tmp.image, number: 7, available: [1, 2]))
+        XCTAssertTrue(e!.description.contains("1, 2"))
+        XCTAssertEqual(store.verify(7).count, 1)
+    }
+
+    func testFailedWritesLeaveThePreviousCheckpointWhole() throws {
+        // RLIMIT_FSIZE makes writes fail (EFBIG) the way a full disk does (ENOSPC),
+        // at a chosen size, without needing a small file system.
+        let tmp = TempDir()
+        let store = try ImageStore(path: tmp.image, create: true)
+        try commitCheckpoint(store, payload: "safe", chunks: [randomBytes(1000, seed: 1)])
+        var saved = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
+        let oldHandler = signal(SIGXFSZ, SIG_IGN)
+        func limitFileSize(_ bytes: rlim_t) {
+            var lim = saved
+            lim.rlim_cur = bytes
+            XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &lim), 0)
+        }
+        defer {
+            setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
+            signal(SIGXFSZ, oldHandler)
+        }
+
+        // A put that cannot be written.
+        let w = try store.beginCheckpoint(zstdLevel: 1)
+        _ = try w.put(randomBytes(1000, seed: 2))
+        limitFileSize(64 << 10)
+        guard case .io(_, let path, let code) = expectImageError({ () throws(ImageError) in
+            try randomBytes(1 << 20, seed: 3).withUnsafeBytes { b throws(ImageError) in try w.put(b) }
+        }) else { return XCTFail("expected an io error") }
+        XCTAssertEqual(code, EFBIG)
+        XCTAssertTrue(path.hasPrefix(tmp.image + "/chunks/"))
+        // The checkpoint lacks a chunk: it must not be committed.
+        XCTAssertNotNil(expectImageError { () throws(ImageError) in try w.commit(manifest: []) })
+        XCTAssertEqual(store.checkpointNumbers(), [1])
+        XCTAssertEqual(try store.newestIntactCheckpoint().payload, Array("safe".utf8))
+        w.abort()
+
+        // A checkpoint file that cannot be written: commit fails, can be retried.
+        let w2 = try store.beginCheckpoint(zstdLevel: 1)
+        _ = try w2.put(randomBytes(1000, seed: 4))
+        let bigManifest = randomBytes(200_000, seed: 5)
+        guard case .io(_, _, EFBIG) = expectImageError({ () throws(ImageError) in try w2.commit(manifest: bigManifest) }) else {
+            return XCTFail("expected EFBIG from commit")
+        }
+        XCTAssertEqual(store.checkpointNumbers(), [1])
+        XCTAssertEqual(try store.newestIntactCheckpoint().payload, Array("safe".utf8))
+        XCTAssertEqual(store.verify(1), [])
+        limitFileSize(saved.rlim_cur)
+        XCTAssertEqual(try w2.commit(manifest: bigManifest), 2)
+        XCTAssertEqual(try store.loadManifest(2), bigManifest)
+        try store.prune(keep: 5)
+        XCTAssertEqual(tempFiles(under: tmp.image), [])
+        XCTAssertEqual(store.verify(2), [])
+    }
+}
