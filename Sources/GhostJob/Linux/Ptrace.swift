@@ -31,6 +31,7 @@ struct Tracee {
             throw .errno("waitpid(\(tid))")
         }
         if ghost_wifexited(status) != 0 || ghost_wifsignaled(status) != 0 {
+            ReapedChildren.record(tid, status: status)
             throw .system("process \(tid) exited while being checkpointed", errno: ESRCH)
         }
         return status
@@ -114,4 +115,12 @@ extension ghost_regs_t {
             array.withUnsafeBytes { dst.copyMemory(from: $0) }
         }
     }
+}
+
+/// Exit statuses collected by ptrace waits (a job can die mid-checkpoint, and
+/// its status must still reach the supervisor). Used from the tracer thread only.
+enum ReapedChildren {
+    nonisolated(unsafe) private static var statuses: [pid_t: Int32] = [:]
+    static func record(_ pid: pid_t, status: Int32) { statuses[pid] = status }
+    static func take(_ pid: pid_t) -> Int32? { statuses.removeValue(forKey: pid) }
 }

@@ -55,6 +55,7 @@ public final class Supervisor {
             let r = poll(&pfd, 1, timeout)
             if r == 0, let interval = job.checkpointInterval {
                 checkpoint(reason: "timer")
+                if let code = reapedDuringCheckpoint() { return code }
                 next = Clock.now() + interval
                 continue
             }
@@ -68,6 +69,7 @@ public final class Supervisor {
                 if let code = reap() { return code }
             case SIGUSR1:
                 checkpoint(reason: "SIGUSR1")
+                if let code = reapedDuringCheckpoint() { return code }
                 if let interval = job.checkpointInterval { next = Clock.now() + interval }
             default:
                 // A terminal sends ^C to the whole foreground group, job included:
@@ -76,6 +78,12 @@ public final class Supervisor {
                 if Supervisor.forwarded.contains(sig) && !fromKernel { kill(jobPid, sig) }
             }
         }
+    }
+
+    private func reapedDuringCheckpoint() -> Int32? {
+        guard let status = ReapedChildren.take(jobPid) else { return nil }
+        if ghost_wifexited(status) != 0 { return ghost_wexitstatus(status) }
+        return 128 + ghost_wtermsig(status)
     }
 
     /// Reaps every finished child; the job's status once it is gone.
