@@ -18,10 +18,12 @@ let package = Package(
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         // What Swift cannot call: variadic ptrace/syscall, fork+exec without the Swift runtime.
         .target(name: "CGhostSys"),
+        // libslurm through dlopen (headers from libslurm-dev at build time only).
+        .target(name: "CGhostSlurm", linkerSettings: [.linkedLibrary("dl")]),
         // The image: chunk store, compression, atomic commit, records. No ptrace, no /proc.
         .target(name: "GhostImage", dependencies: ["CZstd", "CXXHash"]),
         // The engine: capture and rebuild processes, supervise a job.
-        .target(name: "GhostJob", dependencies: ["GhostImage", "CGhostSys", "CXXHash"]),
+        .target(name: "GhostJob", dependencies: ["GhostImage", "CGhostSys", "CGhostSlurm", "CXXHash"]),
         .executableTarget(name: "ghost-run", dependencies: [
             "GhostJob", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -27,6 +27,21 @@ struct GhostRun: ParsableCommand {
     @Option(help: "zstd compression level for memory (1 = fastest).")
     var zstdLevel: Int = 1
 
+    @Flag(help: "If the image directory holds a checkpoint of this command, resume it instead of starting (automatic when SLURM_RESTART_COUNT > 0).")
+    var resumeIfPresent = false
+
+    @Flag(help: "On SIGUSR1: checkpoint, requeue this Slurm job, stop the job and exit 0 (default: checkpoint and continue).")
+    var requeueOnSignal = false
+
+    @Flag(help: "On SIGTERM: take a final checkpoint, then stop the job (it resumes from there).")
+    var checkpointOnTerm = false
+
+    @Option(help: "Checkpoint and requeue the Slurm job DURATION before its time limit (end time from Slurm).")
+    var requeueBeforeEnd: String?
+
+    @Option(help: "Wait up to DURATION for another ghost holding the image directory to let go (default 0, or 5m under Slurm).")
+    var lockTimeout: String?
+
     @Argument(parsing: .captureForPassthrough, help: "-- PROGRAM ARGS...")
     var command: [String] = []
 
@@ -36,8 +51,13 @@ struct GhostRun: ParsableCommand {
         }
         if keep < 1 { throw ValidationError("--keep must be at least 1") }
         if !(1...19).contains(zstdLevel) { throw ValidationError("--zstd-level must be between 1 and 19") }
-        if let c = checkpointInterval, Duration.parse(c) == nil {
-            throw ValidationError("--checkpoint-interval '\(c)' is not a duration; use e.g. 90s, 30m, 2h")
+        for (name, value) in [("--checkpoint-interval", checkpointInterval), ("--requeue-before-end", requeueBeforeEnd)] {
+            if let c = value, Duration.parse(c) == nil {
+                throw ValidationError("\(name) '\(c)' is not a duration; use e.g. 90s, 30m, 2h")
+            }
+        }
+        if let c = lockTimeout, Duration.parse(c) == nil && c != "0" {
+            throw ValidationError("--lock-timeout '\(c)' is not a duration; use e.g. 0, 90s, 5m")
         }
     }
 
@@ -54,19 +74,47 @@ struct GhostRun: ParsableCommand {
         let store: ImageStore
         do {
             store = try ImageStore(path: dir, create: true)
-            try store.lockForWriting()
         } catch { fail("\(error)") }
-        if let newest = store.checkpointNumbers().last {
-            fail("\(dir) already holds checkpoint \(newest) of a job; resume it with `ghost-resume \(dir)`, "
-                 + "or pass another --image-dir to start afresh")
-        }
-        let job = JobRecord(argv: argv, checkpointInterval: checkpointInterval.flatMap(Duration.parse),
+        let defaultWait = Slurm.jobID != nil ? 300.0 : 0
+        do { try Locking.acquire(store, waitingUpTo: lockTimeout.map { Duration.parse($0) ?? 0 } ?? defaultWait) }
+        catch { fail("\(error)") }
+
+        var job = JobRecord(argv: argv, checkpointInterval: checkpointInterval.flatMap(Duration.parse),
                             keep: keep, zstdLevel: zstdLevel)
-        let sup = Supervisor(store: store, job: job)
-        do {
-            let pid = try sup.launch(path: path, argv: argv)
-            Log.info("started pid \(pid): \(argv.joined(separator: " ")); images in \(dir)")
-        } catch { fail("\(error)", code: 126) }
+        var policy = SupervisorPolicy()
+        policy.requeueOnSignal = requeueOnSignal
+        policy.checkpointOnTerm = checkpointOnTerm
+        policy.requeueBeforeEnd = requeueBeforeEnd.flatMap(Duration.parse)
+
+        let sup: Supervisor
+        if let newest = store.checkpointNumbers().last {
+            guard resumeIfPresent || Slurm.restartCount > 0 else {
+                fail("\(dir) already holds checkpoint \(newest) of a job; resume it with `ghost-resume \(dir)` or "
+                     + "`ghost-run --resume-if-present ...`, or pass another --image-dir to start afresh")
+            }
+            let restorer = Restorer(store: store, warn: { Log.warn($0) })
+            do {
+                let (n, m) = try restorer.load(number: nil)
+                guard m.job.argv == argv else {
+                    fail("\(dir) holds checkpoints of another command (\(m.job.argv.joined(separator: " "))); "
+                         + "use another --image-dir for this one")
+                }
+                job.zstdLevel = zstdLevel
+                sup = Supervisor(store: store, job: job, policy: policy)
+                let pid = try restorer.restore(m)
+                sup.adopt(pid: pid)
+                Log.info("resumed checkpoint \(n) as pid \(pid) (was pid \(m.processes[0].pid) on \(m.hostname)); images in \(dir)")
+            } catch { fail("cannot resume \(dir): \(error)") }
+        } else {
+            if Slurm.restartCount > 0 {
+                Log.info("no checkpoint in \(dir) yet; starting the job from the beginning")
+            }
+            sup = Supervisor(store: store, job: job, policy: policy)
+            do {
+                let pid = try sup.launch(path: path, argv: argv)
+                Log.info("started pid \(pid): \(argv.joined(separator: " ")); images in \(dir)")
+            } catch { fail("\(error)", code: 126) }
+        }
         let code = sup.run()
         store.close()
         Glibc.exit(code)

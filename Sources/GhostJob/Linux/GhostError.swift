@@ -23,7 +23,7 @@ public enum GhostError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .system(what, errno): return "\(what): \(String(cString: strerror(errno)))"
+        case let .system(what, errno): return errno == 0 ? what : "\(what): \(String(cString: strerror(errno)))"
         case let .unsupported(s): return s
         case let .incompatible(s): return s
         case let .fileChanged(s): return s

@@ -2,20 +2,37 @@ import Glibc
 import CGhostSys
 import GhostImage
 
+/// What the supervisor does on scheduler events, beyond the defaults.
+public struct SupervisorPolicy: Sendable {
+    /// SIGUSR1 = checkpoint, requeue the Slurm job, stop the job, exit 0.
+    public var requeueOnSignal = false
+    /// SIGTERM = take a final checkpoint first, then stop the job.
+    public var checkpointOnTerm = false
+    /// Checkpoint and requeue this long before Slurm's end time for the job.
+    public var requeueBeforeEnd: Double? = nil
+    public init() {}
+}
+
 /// Watches a running job exactly the same way whether ghost-run started it
 /// or ghost-resume rebuilt it: checkpoints on the timer and on SIGUSR1,
-/// forwards the usual signals, reaps children, and returns the job's exit
-/// status (128+N when a signal N killed it).
+/// forwards the usual signals, reaps children, suspends and resumes on
+/// request, and returns the job's exit status (128+N when signal N killed it).
 public final class Supervisor {
     let store: ImageStore
     var job: JobRecord
+    let policy: SupervisorPolicy
+    /// 0 while suspended (the job exists only as its image).
     var jobPid: pid_t = 0
     private let signalFD: Int32
+    private var stopping = false
 
     /// Signals ghost handles through a signalfd. They must be blocked before
     /// any thread starts, so `prepareSignals()` is the first thing a CLI does.
-    static let handled: [Int32] = [SIGCHLD, SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGALRM, SIGCONT]
+    static let handled: [Int32] = [SIGCHLD, SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGALRM, SIGCONT,
+                                   SIGURG, SIGWINCH]
     static let forwarded: Set<Int32> = [SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGALRM, SIGCONT]
+    /// Suspend (checkpoint, then free the job's memory) and resume-in-place requests.
+    public static let suspendSignal = SIGURG, resumeSignal = SIGWINCH
     nonisolated(unsafe) private static var sharedFD: Int32 = -1
 
     public static func prepareSignals() {
@@ -28,9 +45,10 @@ public final class Supervisor {
         _ = ghost_set_child_subreaper()
     }
 
-    public init(store: ImageStore, job: JobRecord) {
+    public init(store: ImageStore, job: JobRecord, policy: SupervisorPolicy = SupervisorPolicy()) {
         self.store = store
         self.job = job
+        self.policy = policy
         self.signalFD = Supervisor.sharedFD
     }
 
@@ -47,16 +65,24 @@ public final class Supervisor {
     public func adopt(pid: pid_t) { jobPid = pid }
 
     public func run() -> Int32 {
-        var next = job.checkpointInterval.map { Clock.now() + $0 }
+        var nextCheckpoint = job.checkpointInterval.map { Clock.now() + $0 }
+        var endDeadline = policy.requeueBeforeEnd.flatMap { endDeadlineFromSlurm(margin: $0) }
         while true {
+            let deadlines = [nextCheckpoint, endDeadline].compactMap { $0 }
             var timeout: Int32 = -1
-            if let n = next { timeout = Int32(max(0, min(Double(Int32.max), (n - Clock.now()) * 1000))) }
+            if let d = deadlines.min() { timeout = Int32(max(0, min(Double(Int32.max), (d - Clock.now()) * 1000))) }
             var pfd = pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)
             let r = poll(&pfd, 1, timeout)
-            if r == 0, let interval = job.checkpointInterval {
-                checkpoint(reason: "timer")
-                if let code = reapedDuringCheckpoint() { return code }
-                next = Clock.now() + interval
+            if r == 0 {
+                let now = Clock.now()
+                if let d = endDeadline, now >= d {
+                    if let code = checkpointAndRequeue(reason: "end of the job's time limit is near") { return code }
+                    endDeadline = nil
+                } else if let n = nextCheckpoint, now >= n, jobPid != 0 {
+                    checkpoint(reason: "timer")
+                    if let code = reapedDuringCheckpoint() { return code }
+                }
+                if let i = job.checkpointInterval, let n = nextCheckpoint, now >= n { nextCheckpoint = now + i }
                 continue
             }
             if r < 0 { continue }
@@ -67,23 +93,41 @@ public final class Supervisor {
             switch sig {
             case SIGCHLD:
                 if let code = reap() { return code }
-            case SIGUSR1:
-                checkpoint(reason: "SIGUSR1")
+            case SIGUSR1 where jobPid != 0:
+                if policy.requeueOnSignal {
+                    if let code = checkpointAndRequeue(reason: "SIGUSR1") { return code }
+                } else {
+                    checkpoint(reason: "SIGUSR1")
+                }
                 if let code = reapedDuringCheckpoint() { return code }
-                if let interval = job.checkpointInterval { next = Clock.now() + interval }
+                if let i = job.checkpointInterval { nextCheckpoint = Clock.now() + i }
+            case Supervisor.suspendSignal:
+                suspend()
+            case Supervisor.resumeSignal:
+                resumeInPlace()
+            case SIGTERM where policy.checkpointOnTerm && jobPid != 0 && !stopping:
+                if let code = checkpointAndStop(reason: "SIGTERM") { return code }
+                kill(jobPid, SIGTERM)   // no checkpoint: the job ends as it would without ghost
             default:
+                if jobPid == 0 && [SIGTERM, SIGINT, SIGHUP, SIGQUIT].contains(sig) {
+                    Log.info("stopping while suspended; the job stays in \(store.path)")
+                    return 128 + sig
+                }
                 // A terminal sends ^C to the whole foreground group, job included:
                 // forward only what was sent to ghost alone.
                 let fromKernel = info.ssi_code == 0x80   // SI_KERNEL
-                if Supervisor.forwarded.contains(sig) && !fromKernel { kill(jobPid, sig) }
+                if Supervisor.forwarded.contains(sig) && !fromKernel && jobPid != 0 { kill(jobPid, sig) }
             }
         }
     }
 
     private func reapedDuringCheckpoint() -> Int32? {
         guard let status = ReapedChildren.take(jobPid) else { return nil }
-        if ghost_wifexited(status) != 0 { return ghost_wexitstatus(status) }
-        return 128 + ghost_wtermsig(status)
+        return Self.exitCode(status)
+    }
+
+    static func exitCode(_ status: Int32) -> Int32 {
+        ghost_wifexited(status) != 0 ? ghost_wexitstatus(status) : 128 + ghost_wtermsig(status)
     }
 
     /// Reaps every finished child; the job's status once it is gone.
@@ -93,15 +137,16 @@ public final class Supervisor {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG | __WALL)
             if pid <= 0 { break }
-            if pid == jobPid {
-                if ghost_wifexited(status) != 0 { result = ghost_wexitstatus(status) }
-                else if ghost_wifsignaled(status) != 0 { result = 128 + ghost_wtermsig(status) }
+            if pid == jobPid && jobPid != 0 && (ghost_wifexited(status) != 0 || ghost_wifsignaled(status) != 0) {
+                result = Self.exitCode(status)
             }
         }
         return result
     }
 
-    public func checkpoint(reason: String) {
+    /// Takes a checkpoint and logs it; nil when it failed (also logged).
+    @discardableResult
+    public func checkpoint(reason: String) -> CheckpointResult? {
         let cp = Checkpointer(store: store, job: job)
         do {
             let r = try cp.checkpoint(pid: jobPid)
@@ -109,10 +154,80 @@ public final class Supervisor {
                 + "wrote \(Log.size(r.writtenBytes)) (\(r.chunksWritten) new chunks, \(r.chunksReused) reused), "
                 + "\(Log.ms(r.seconds)) total, frozen \(Log.ms(r.frozenSeconds)) [\(reason)] -> \(store.path)")
             do { try store.prune(keep: job.keep) } catch { Log.warn("pruning old checkpoints: \(error)") }
+            return r
         } catch {
             let next = (store.checkpointNumbers().last ?? 0) + 1
             Log.info("checkpoint \(next) failed: \(error); the job keeps running"
                 + (next > 1 ? ", checkpoint \(next - 1) is intact" : ""))
+            return nil
+        }
+    }
+
+    /// Checkpoint, then kill the job (frozen first, so it cannot react to
+    /// anything after its image was taken). Exit code for ghost, or nil when
+    /// the checkpoint failed and the job keeps running.
+    private func checkpointAndStop(reason: String, then: () throws(GhostError) -> Void = {}) -> Int32? {
+        guard let r = checkpoint(reason: reason) else { return nil }
+        var freezer = Freezer(pid: jobPid)
+        try? freezer.freeze()
+        do { try then() } catch {
+            freezer.thaw()
+            Log.info("\(error); the job keeps running")
+            return nil
+        }
+        stopping = true
+        killAndReap()
+        Log.info("job stopped after checkpoint \(r.number); it resumes from there (\(store.path))")
+        return 0
+    }
+
+    private func checkpointAndRequeue(reason: String) -> Int32? {
+        checkpointAndStop(reason: reason) { () throws(GhostError) in
+            try Slurm.requeue()
+            Log.info("requeued Slurm job \(Slurm.jobID.map(String.init) ?? "?")")
+        }
+    }
+
+    private func killAndReap() {
+        kill(jobPid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(jobPid, &status, __WALL) < 0 && errno == EINTR {}
+        jobPid = 0
+    }
+
+    /// Checkpoint, then end the job's processes so their memory is freed;
+    /// ghost keeps waiting for a resume request.
+    private func suspend() {
+        guard jobPid != 0 else { Log.info("already suspended"); return }
+        guard let r = checkpoint(reason: "suspend") else { Log.info("not suspended: the checkpoint failed"); return }
+        var freezer = Freezer(pid: jobPid)
+        try? freezer.freeze()
+        killAndReap()
+        Log.info("suspended: the job is in checkpoint \(r.number) and uses no memory; "
+            + "send SIGWINCH to ghost (pid \(getpid())) to resume it here")
+    }
+
+    private func resumeInPlace() {
+        guard jobPid == 0 else { Log.info("not suspended; nothing to resume"); return }
+        let restorer = Restorer(store: store, warn: { Log.warn($0) })
+        do {
+            let (n, m) = try restorer.load(number: nil)
+            jobPid = try restorer.restore(m)
+            Log.info("resumed checkpoint \(n) as pid \(jobPid)")
+        } catch {
+            Log.info("resume failed: \(error); still suspended")
+        }
+    }
+
+    private func endDeadlineFromSlurm(margin: Double) -> Double? {
+        do {
+            let end = try Slurm.endTime()
+            let secondsLeft = end - Clock.wall()
+            Log.info("the Slurm job ends in \(Int(secondsLeft)) s; checkpoint and requeue \(Int(margin)) s before")
+            return Clock.now() + max(0, secondsLeft - margin)
+        } catch {
+            Log.warn("\(error); --requeue-before-end is off")
+            return nil
         }
     }
 
