@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "ghost_sys.h"
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,6 +87,12 @@ ssize_t ghost_process_vm_readv(pid_t pid, const struct iovec *local, unsigned lo
 ssize_t ghost_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long nlocal,
                                 const struct iovec *remote, unsigned long nremote) {
     return process_vm_writev(pid, local, nlocal, remote, nremote, 0);
+}
+
+int ghost_cpu_count(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    return CPU_COUNT(&set);
 }
 
 int ghost_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }

@@ -44,6 +44,8 @@ ssize_t ghost_process_vm_readv(pid_t pid, const struct iovec *local, unsigned lo
                                const struct iovec *remote, unsigned long nremote);
 ssize_t ghost_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long nlocal,
                                 const struct iovec *remote, unsigned long nremote);
+/// CPUs this process may run on (sched_getaffinity).
+int ghost_cpu_count(void);
 /// prctl(PR_SET_CHILD_SUBREAPER, 1).
 int ghost_set_child_subreaper(void);
 

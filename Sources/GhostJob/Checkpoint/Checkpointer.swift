@@ -1,5 +1,6 @@
 import Glibc
 import GhostImage
+import CGhostSys
 
 /// What one checkpoint did, for the log line and the benchmark.
 public struct CheckpointResult: Sendable {
@@ -70,10 +71,27 @@ public struct Checkpointer {
         let mappings = try ProcFS.mappings(pid, flags: true)
         let vdsoRecord = try VDSOState.capture(mappings: mappings, memory: memory)
         let fds = try FileState.capture(pid: pid)
+        var areas = try MemoryState.describe(mappings, pid: pid)
         var memStats = MemoryState.CaptureStats()
-        let vmas = try MemoryState.capture(mappings: mappings, ctx: ctx, writer: writer, stats: &memStats)
+        for (m, _) in areas { memStats.mappedBytes += m.end - m.start }
+
+        // Most memory is read from a forked copy of the job (copy-on-write),
+        // after the job runs again: the job is frozen only for the fork.
+        let snapshot = try? Snapshot(of: ctx)
+        defer { snapshot?.discard() }
+        let inFreeze = snapshot == nil ? Array(areas.indices)
+            : areas.indices.filter { MemoryState.notInSnapshot(areas[$0].0, areas[$0].1) }
+        try MemoryState.storePages(&areas, which: inFreeze, pid: pid, memory: memory, writer: writer,
+                                   workers: Self.workers, stats: &memStats)
         freezer.thaw()
         let frozen = Clock.now() - t0
+        if let snapshot {
+            let rest = areas.indices.filter { !MemoryState.notInSnapshot(areas[$0].0, areas[$0].1) }
+            try MemoryState.storePages(&areas, which: rest, pid: snapshot.pid, memory: snapshot.memory, writer: writer,
+                                       workers: Self.workers, stats: &memStats)
+            snapshot.discard()
+        }
+        let vmas = areas.map { $0.1 }
 
         let process = ProcessRecord(
             pid: pid, ppid: attrs.ppid, pgid: attrs.pgid, sid: attrs.sid, comm: attrs.comm, exe: attrs.exe,
@@ -100,6 +118,11 @@ public struct Checkpointer {
                                 storedBytes: UInt64(memStats.storedPages * MemoryState.pageSize),
                                 writtenBytes: UInt64(stats.storedBytes), chunksWritten: stats.chunksWritten,
                                 chunksReused: stats.chunksReused, seconds: Clock.now() - t0, frozenSeconds: frozen)
+    }
+
+    /// Threads used to read, hash and compress memory: the CPUs ghost may run on.
+    static var workers: Int {
+        max(1, min(Int(ghost_cpu_count()), 8))
     }
 
     /// Issue-2 scope: one single-threaded process. Say so instead of writing a broken image.

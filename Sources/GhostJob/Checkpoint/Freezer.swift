@@ -13,7 +13,7 @@ struct Freezer {
     init(pid: pid_t) { self.pid = pid }
 
     mutating func freeze() throws(GhostError) {
-        if ghost_ptrace(PtraceRequest.seize, pid, 0, 0) != 0 {
+        if ghost_ptrace(PtraceRequest.seize, pid, 0, PtraceRequest.optExitKill) != 0 {
             let e = errno
             if e == EPERM {
                 throw .system("cannot trace process \(pid) (is it setuid, or already traced by a debugger?)", errno: e)

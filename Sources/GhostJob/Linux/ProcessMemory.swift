@@ -4,7 +4,7 @@ import CGhostSys
 /// Reads and writes another process's memory. /proc/PID/mem reaches every page
 /// (PROT_NONE too) for a tracer; process_vm_readv/writev is faster for
 /// ordinary readable/writable pages.
-final class ProcessMemory {
+final class ProcessMemory: @unchecked Sendable {
     let pid: pid_t
     private let fd: Int32
 

@@ -17,26 +17,77 @@ enum MemoryState {
 
     // MARK: capture
 
-    static func capture(mappings: [ProcFS.Mapping], ctx: ProcessContext, writer: CheckpointWriter,
-                        stats: inout CaptureStats) throws(GhostError) -> [VMARecord] {
-        let pagemap = open("/proc/\(ctx.pid)/pagemap", O_RDONLY | O_CLOEXEC)
-        if pagemap < 0 { throw .errno("open /proc/\(ctx.pid)/pagemap") }
-        defer { close(pagemap) }
-        var out: [VMARecord] = []
+    /// The areas of a process, described but without their pages yet.
+    static func describe(_ mappings: [ProcFS.Mapping], pid: pid_t) throws(GhostError) -> [(ProcFS.Mapping, VMARecord)] {
+        var out: [(ProcFS.Mapping, VMARecord)] = []
         for m in mappings where !VDSOState.names.contains(m.path) && m.path != "[vsyscall]" {
-            let kind = try kindOf(m, pid: ctx.pid)
+            let kind = try kindOf(m, pid: pid)
             var file: FileIdentity? = nil
             if kind == .privateFile || kind == .sharedFile {
-                file = try identity(ofMapped: m, pid: ctx.pid)
+                file = try identity(ofMapped: m, pid: pid)
             }
-            stats.mappedBytes += m.end - m.start
-            var vma = VMARecord(start: m.start, end: m.end, prot: m.prot, kind: kind,
-                                growsDown: m.vmFlags.contains("gd"), fileOffset: m.offset, file: file, blocks: [])
-            if kind != .sharedFile {
-                let pages = try pagesToStore(m, kind: kind, pagemap: pagemap)
-                vma.blocks = try storeBlocks(pages, of: m, kind: kind, ctx: ctx, writer: writer, stats: &stats)
+            out.append((m, VMARecord(start: m.start, end: m.end, prot: m.prot, kind: kind,
+                                     growsDown: m.vmFlags.contains("gd"), fileOffset: m.offset, file: file, blocks: [])))
+        }
+        return out
+    }
+
+    /// Areas whose pages a forked copy of the process would not hold as they
+    /// are now: shared memory (the job keeps writing it), MADV_DONTFORK and
+    /// MADV_WIPEONFORK areas. These are read while the job is frozen.
+    static func notInSnapshot(_ m: ProcFS.Mapping, _ v: VMARecord) -> Bool {
+        v.kind == .sharedAnonymous || m.vmFlags.contains("dc") || m.vmFlags.contains("wf")
+    }
+
+    /// Stores the pages of `areas[i]` for every i in `which`, reading them
+    /// from process `pid` (the job, or a forked snapshot of it), with
+    /// `workers` threads reading, hashing and compressing in parallel.
+    static func storePages(_ areas: inout [(ProcFS.Mapping, VMARecord)], which: [Int], pid: pid_t,
+                           memory: ProcessMemory, writer: CheckpointWriter, workers: Int,
+                           stats: inout CaptureStats) throws(GhostError) {
+        let pagemap = open("/proc/\(pid)/pagemap", O_RDONLY | O_CLOEXEC)
+        if pagemap < 0 { throw .errno("open /proc/\(pid)/pagemap") }
+        defer { close(pagemap) }
+        var work: [BlockWork] = []
+        for i in which where areas[i].1.kind != .sharedFile {
+            let (m, v) = areas[i]
+            let pages = try pagesToStore(m, kind: v.kind, pagemap: pagemap)
+            work += blocks(of: pages, area: i, mapping: m, kind: v.kind)
+        }
+        let results = try BlockStore(work: work, memory: memory, writer: writer).run(workers: workers)
+        for (w, r) in zip(work, results) {
+            guard let block = r.block else { continue }
+            areas[w.area].1.blocks.append(block)
+            stats.storedPages += r.pages
+        }
+    }
+
+    /// One block's worth of pages to read and store.
+    struct BlockWork: Sendable {
+        var area: Int
+        var index: Int
+        var blockStart: UInt64
+        var pages: [UInt64]
+        var readable: Bool
+        var keepZeroPages: Bool
+    }
+
+    static func blocks(of ranges: [(UInt64, UInt64)], area: Int, mapping m: ProcFS.Mapping,
+                       kind: VMARecord.Kind) -> [BlockWork] {
+        let ps = UInt64(pageSize)
+        let blockBytes = UInt64(blockPages) * ps
+        var out: [BlockWork] = []
+        for (s, e) in ranges {
+            var p = s
+            while p < e {
+                let b = Int((p - m.start) / blockBytes)
+                if out.last?.index != b {
+                    out.append(BlockWork(area: area, index: b, blockStart: m.start + UInt64(b) * blockBytes, pages: [],
+                                         readable: m.readable, keepZeroPages: kind == .privateFile))
+                }
+                out[out.count - 1].pages.append(p)
+                p += ps
             }
-            out.append(vma)
         }
         return out
     }
@@ -138,59 +189,14 @@ enum MemoryState {
         return out
     }
 
-    /// Reads the wanted pages block by block and stores each block as one chunk.
-    static func storeBlocks(_ ranges: [(UInt64, UInt64)], of m: ProcFS.Mapping, kind: VMARecord.Kind,
-                            ctx: ProcessContext, writer: CheckpointWriter,
-                            stats: inout CaptureStats) throws(GhostError) -> [MemoryBlock] {
-        let ps = UInt64(pageSize)
-        let blockBytes = UInt64(blockPages) * ps
-        var byBlock: [Int: [UInt64]] = [:]   // block index -> page addresses
-        var order: [Int] = []
-        for (s, e) in ranges {
-            var p = s
-            while p < e {
-                let b = Int((p - m.start) / blockBytes)
-                if byBlock[b] == nil { order.append(b); byBlock[b] = [] }
-                byBlock[b]!.append(p)
-                p += ps
-            }
-        }
-        let keepZeroPages = kind == .privateFile   // a zeroed copy differs from the file's page
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(blockBytes), alignment: 4096)
-        defer { buffer.deallocate() }
-        var blocks: [MemoryBlock] = []
-        for b in order {
-            let pages = byBlock[b]!
-            let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(pages.count * pageSize)])
-            try readPages(pages, into: bytes, ctx: ctx, readable: m.readable)
-            var mask: UInt64 = 0
-            var kept = 0
-            let blockStart = m.start + UInt64(b) * blockBytes
-            for (i, p) in pages.enumerated() {
-                let src = bytes.baseAddress! + i * pageSize
-                if !keepZeroPages && isZero(src) { continue }
-                if kept != i { (bytes.baseAddress! + kept * pageSize).copyMemory(from: src, byteCount: pageSize) }
-                kept += 1
-                mask |= 1 << ((p - blockStart) / ps)
-            }
-            if kept == 0 { continue }
-            let id: ChunkID
-            do { id = try writer.put(UnsafeRawBufferPointer(rebasing: bytes[0..<(kept * pageSize)])) }
-            catch { throw .image(error) }
-            stats.storedPages += kept
-            blocks.append(MemoryBlock(index: b, pageMask: mask, chunk: id))
-        }
-        return blocks
-    }
-
-    static func readPages(_ pages: [UInt64], into bytes: UnsafeMutableRawBufferPointer, ctx: ProcessContext,
+    static func readPages(_ pages: [UInt64], into bytes: UnsafeMutableRawBufferPointer, memory: ProcessMemory,
                           readable: Bool) throws(GhostError) {
         let runs = coalesce(pages)
-        if readable && ctx.memory.readRanges(runs, into: bytes) { return }
+        if readable && memory.readRanges(runs, into: bytes) { return }
         // PROT_NONE or write-only pages: /proc/PID/mem reads them for a tracer.
         var off = 0
         for r in runs {
-            try ctx.memory.read(at: r.address, into: UnsafeMutableRawBufferPointer(rebasing: bytes[off..<(off + r.length)]))
+            try memory.read(at: r.address, into: UnsafeMutableRawBufferPointer(rebasing: bytes[off..<(off + r.length)]))
             off += r.length
         }
     }
