@@ -54,11 +54,42 @@ enum MemoryState {
             let pages = try pagesToStore(m, kind: v.kind, pagemap: pagemap)
             work += blocks(of: pages, area: i, mapping: m, kind: v.kind)
         }
-        let results = try BlockStore(work: work, memory: memory, writer: writer).run(workers: workers)
-        for (w, r) in zip(work, results) {
+        let results = ResultSlots<(block: MemoryBlock?, pages: Int)>(count: work.count, initial: (nil, 0))
+        let allWork = work
+        let blockBytes = blockPages * pageSize
+        try Parallel.run(count: work.count, workers: workers, makeState: { ScratchBuffer(size: blockBytes) }) {
+            (buffer: inout ScratchBuffer, i: Int) throws(GhostError) in
+            results[i] = try storeBlock(allWork[i], buffer: buffer.bytes, memory: memory, writer: writer)
+        }
+        for (w, r) in zip(work, results.all) {
             guard let block = r.block else { continue }
             areas[w.area].1.blocks.append(block)
             stats.storedPages += r.pages
+        }
+    }
+
+    /// Reads one block's pages, drops zero pages (anonymous memory only) and
+    /// stores the rest as one chunk.
+    static func storeBlock(_ w: BlockWork, buffer: UnsafeMutableRawBufferPointer, memory: ProcessMemory,
+                           writer: CheckpointWriter) throws(GhostError) -> (block: MemoryBlock?, pages: Int) {
+        let ps = pageSize
+        let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(w.pages.count * ps)])
+        try readPages(w.pages, into: bytes, memory: memory, readable: w.readable)
+        var mask: UInt64 = 0
+        var kept = 0
+        for (i, p) in w.pages.enumerated() {
+            let src = bytes.baseAddress! + i * ps
+            if !w.keepZeroPages && isZero(src) { continue }
+            if kept != i { (bytes.baseAddress! + kept * ps).copyMemory(from: src, byteCount: ps) }
+            kept += 1
+            mask |= 1 << ((p - w.blockStart) / UInt64(ps))
+        }
+        if kept == 0 { return (nil, 0) }
+        do {
+            let id = try writer.put(UnsafeRawBufferPointer(rebasing: bytes[0..<(kept * ps)]))
+            return (MemoryBlock(index: w.index, pageMask: mask, chunk: id), kept)
+        } catch {
+            throw .image(error)
         }
     }
 
@@ -224,7 +255,8 @@ enum MemoryState {
 
     static func restore(_ vmas: [VMARecord], ctx: ProcessContext, store: ImageStore,
                         blockPages: Int) throws(GhostError) {
-        let ps = UInt64(pageSize)
+        var jobs: [BlockFill] = []
+        var reprotect: [(UInt64, UInt64, Int32)] = []
         for vma in vmas {
             let len = vma.end - vma.start
             let isShared = vma.kind == .sharedFile || vma.kind == .sharedAnonymous
@@ -250,33 +282,51 @@ enum MemoryState {
             if fd >= 0 { try ctx.syscall.call(SYS.close, UInt64(fd)) }
             if addr != vma.start { throw .restore("mapping for \(hex(vma.start)) landed at \(hex(addr))") }
 
-            let writable = mapProt & PROT_WRITE != 0
-            for block in vma.blocks {
-                let data: [UInt8]
-                do { data = try store.readChunk(block.chunk) } catch { throw .image(error) }
-                let blockStart = vma.start + UInt64(block.index) * UInt64(blockPages) * ps
-                var pages: [UInt64] = []
-                for bit in 0..<64 where block.pageMask >> UInt64(bit) & 1 == 1 {
-                    pages.append(blockStart + UInt64(bit) * ps)
-                }
-                guard data.count == pages.count * pageSize, pages.last.map({ $0 < vma.end }) ?? true else {
-                    throw .badImage("memory chunk \(block.chunk) does not match block \(block.index) of \(hex(vma.start))")
-                }
-                let runs = coalesce(pages)
-                let ok = writable && data.withUnsafeBytes { ctx.memory.writeRanges(runs, from: $0) }
-                if !ok {
-                    var off = 0
-                    for r in runs {
-                        try ctx.memory.write(at: r.address, bytes: Array(data[off..<(off + r.length)]))
-                        off += r.length
-                    }
-                }
-            }
-            if mapProt != vma.prot {
-                try ctx.syscall.check("mprotect \(hex(vma.start))", SYS.mprotect, vma.start, len, UInt64(vma.prot))
+            jobs += vma.blocks.map { BlockFill(vmaStart: vma.start, vmaEnd: vma.end, block: $0,
+                                               writable: mapProt & PROT_WRITE != 0) }
+            if mapProt != vma.prot { reprotect.append((vma.start, len, vma.prot)) }
+        }
+        // Contents, on several threads (read + decompress + write into the process).
+        let memory = ctx.memory, fills = jobs
+        try Parallel.run(count: fills.count, workers: Checkpointer.workers, makeState: { () }) {
+            (_: inout Void, i: Int) throws(GhostError) in
+            try fill(fills[i], store: store, memory: memory, blockPages: blockPages)
+        }
+        for (start, len, prot) in reprotect {
+            try ctx.syscall.check("mprotect \(hex(start))", SYS.mprotect, start, len, UInt64(prot))
+        }
+    }
+
+    struct BlockFill: Sendable {
+        var vmaStart: UInt64, vmaEnd: UInt64
+        var block: MemoryBlock
+        var writable: Bool
+    }
+
+    /// Writes one stored block back into the restored process.
+    static func fill(_ j: BlockFill, store: ImageStore, memory: ProcessMemory, blockPages: Int) throws(GhostError) {
+        let ps = UInt64(pageSize)
+        let data: [UInt8]
+        do { data = try store.readChunk(j.block.chunk) } catch { throw .image(error) }
+        let blockStart = j.vmaStart + UInt64(j.block.index) * UInt64(blockPages) * ps
+        var pages: [UInt64] = []
+        for bit in 0..<64 where j.block.pageMask >> UInt64(bit) & 1 == 1 {
+            pages.append(blockStart + UInt64(bit) * ps)
+        }
+        guard data.count == pages.count * pageSize, pages.last.map({ $0 < j.vmaEnd }) ?? true else {
+            throw .badImage("memory chunk \(j.block.chunk) does not match block \(j.block.index) of \(hex(j.vmaStart))")
+        }
+        let runs = coalesce(pages)
+        let ok = j.writable && data.withUnsafeBytes { memory.writeRanges(runs, from: $0) }
+        if !ok {
+            var off = 0
+            for r in runs {
+                try memory.write(at: r.address, bytes: Array(data[off..<(off + r.length)]))
+                off += r.length
             }
         }
     }
+
 
     /// A mapped file must be the same as at the checkpoint: its unwritten
     /// pages are read from it again.
