@@ -31,8 +31,19 @@ struct GhostResume: ParsableCommand {
         if let k = keep, k < 1 { throw ValidationError("--keep must be at least 1") }
     }
 
-    func run() throws {
+    /// Signals are blocked before anything else, so a SIGUSR1 or SIGTERM
+    /// that arrives while options are parsed waits instead of killing ghost.
+    static func main() {
         Supervisor.prepareSignals()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    func run() throws {
         let store: ImageStore
         do { store = try ImageStore(path: imageDir, create: false) } catch { fail("\(error)") }
         if list { listCheckpoints(store); return }

@@ -49,6 +49,9 @@ struct GhostRun: ParsableCommand {
         if command.first == "--" && command.count == 1 || command.isEmpty {
             throw ValidationError("no program given; usage: ghost-run [options] -- PROGRAM ARGS...")
         }
+        if let first = command.first, first.hasPrefix("-"), first != "--" {
+            throw ValidationError("unknown option '\(first)'; see ghost-run --help (put the program after --)")
+        }
         if keep < 1 { throw ValidationError("--keep must be at least 1") }
         if !(1...19).contains(zstdLevel) { throw ValidationError("--zstd-level must be between 1 and 19") }
         for (name, value) in [("--checkpoint-interval", checkpointInterval), ("--requeue-before-end", requeueBeforeEnd)] {
@@ -61,8 +64,19 @@ struct GhostRun: ParsableCommand {
         }
     }
 
-    func run() throws {
+    /// Signals are blocked before anything else, so a SIGUSR1 or SIGTERM
+    /// that arrives while options are parsed waits instead of killing ghost.
+    static func main() {
         Supervisor.prepareSignals()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    func run() throws {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let path: String
         switch Program.resolve(argv[0]) {
