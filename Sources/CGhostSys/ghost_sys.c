@@ -175,9 +175,11 @@ pid_t ghost_husk_spawn(const struct ghost_husk_config *c, int *err_errno, int *e
         }
         if (c->cwd && chdir(c->cwd) != 0) report_and_exit(p[1], 1, errno);
         umask((mode_t)c->umask);
-        for (int i = 0; i < c->nlimits; i++) {
-            struct rlimit rl = { c->limit_cur[i], c->limit_max[i] };
-            if (setrlimit(c->limit_resources[i], &rl) != 0) report_and_exit(p[1], 2, errno);
+        // Room for high descriptor numbers while they are moved.
+        struct rlimit nofile;
+        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+            nofile.rlim_cur = nofile.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &nofile);
         }
         // Move every source above every destination first, so dup2 never
         // overwrites a source that is still needed; keep the report pipe above too.
@@ -202,6 +204,12 @@ pid_t ghost_husk_spawn(const struct ghost_husk_config *c, int *err_errno, int *e
             if (dup2(base + i, c->fd_dst[i]) < 0) report_and_exit(rp, 3, errno);
         }
         syscall(SYS_close_range, (unsigned)base, ~0U, 0);
+        // Limits last: a lowered RLIMIT_NOFILE must not stop the descriptor
+        // moves above (the job may hold fds above its own soft limit).
+        for (int i = 0; i < c->nlimits; i++) {
+            struct rlimit rl = { c->limit_cur[i], c->limit_max[i] };
+            if (setrlimit(c->limit_resources[i], &rl) != 0) report_and_exit(rp, 2, errno);
+        }
         if (ptrace(PTRACE_TRACEME, 0, 0, 0) != 0) report_and_exit(rp, 4, errno);
         execve(c->path, c->argv, c->envp);
         report_and_exit(rp, 5, errno);

@@ -49,6 +49,7 @@ struct GhostRun: ParsableCommand {
         if command.first == "--" && command.count == 1 || command.isEmpty {
             throw ValidationError("no program given; usage: ghost-run [options] -- PROGRAM ARGS...")
         }
+        if command.first == "--help" || command.first == "-h" { throw CleanExit.helpRequest(self) }
         if let first = command.first, first.hasPrefix("-"), first != "--" {
             throw ValidationError("unknown option '\(first)'; see ghost-run --help (put the program after --)")
         }

@@ -61,7 +61,7 @@ public struct Restorer {
 
         // Descriptors are opened here and inherited by the husk at their numbers.
         let fds = try FileState.prepare(p.fds)
-        defer { for f in fds where f.src > 2 { close(f.src) } }
+        defer { for f in fds where f.opened { close(f.src) } }
         let limits = ProcessAttributes.limitsForHusk(p.rlimits, warn: warn)
         let pid = try spawnHusk(p, fds: fds, limits: limits)
         var done = false
@@ -113,7 +113,7 @@ public struct Restorer {
         return pid
     }
 
-    private func spawnHusk(_ p: ProcessRecord, fds: [(src: Int32, dst: Int32)],
+    private func spawnHusk(_ p: ProcessRecord, fds: [(src: Int32, dst: Int32, opened: Bool)],
                            limits: [RlimitRecord]) throws(GhostError) -> pid_t {
         var err: Int32 = 0, step: Int32 = 0
         let src = fds.map(\.src), dst = fds.map(\.dst)

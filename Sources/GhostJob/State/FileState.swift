@@ -65,25 +65,28 @@ enum FileState {
 
     /// Opens, in the resuming tool, each descriptor the job had, after checking
     /// its file. Files the job was writing are cut back to their size at the
-    /// checkpoint. Returns (source fd here, fd number in the job) pairs.
-    static func prepare(_ records: [FDRecord]) throws(GhostError) -> [(src: Int32, dst: Int32)] {
-        var out: [(src: Int32, dst: Int32)] = []
+    /// checkpoint. Returns (source fd here, fd number in the job, whether the
+    /// source was opened here and must be closed after the husk has it).
+    static func prepare(_ records: [FDRecord]) throws(GhostError) -> [(src: Int32, dst: Int32, opened: Bool)] {
+        var out: [(src: Int32, dst: Int32, opened: Bool)] = []
+        var ok = false
+        defer { if !ok { for f in out where f.opened { close(f.src) } } }
         var truncated = Set<String>()
         for r in records {
             if let s = r.sameAs, let shared = out.first(where: { $0.dst == s }) {
-                out.append((shared.src, r.fd)); continue
+                out.append((shared.src, r.fd, false)); continue
             }
             switch r.kind {
             case .stdio:
                 let k = r.stdio ?? 0
                 if fcntl(k, F_GETFD) >= 0 {
-                    out.append((k, r.fd))
+                    out.append((k, r.fd, false))
                 } else {
                     // The launcher had it (inherited from its own parent); this one does not.
                     let fd = open("/dev/null", O_RDWR | O_CLOEXEC)
                     Log.warn("fd \(r.fd) of the job was the launcher's fd \(k) (\(r.path)), which ghost-resume does not have; "
                         + "it is /dev/null now")
-                    out.append((fd, r.fd))
+                    out.append((fd, r.fd, true))
                 }
             case .file, .device:
                 if r.kind == .file, let id = r.identity {
@@ -97,9 +100,10 @@ enum FileState {
                 if r.offset != 0 && lseek(fd, off_t(r.offset), SEEK_SET) < 0 && r.kind == .file {
                     throw .errno("seeking \(r.path) to \(r.offset)")
                 }
-                out.append((fd, r.fd))
+                out.append((fd, r.fd, true))
             }
         }
+        ok = true
         return out
     }
 
