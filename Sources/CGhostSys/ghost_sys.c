@@ -89,6 +89,24 @@ ssize_t ghost_process_vm_writev(pid_t pid, const struct iovec *local, unsigned l
     return process_vm_writev(pid, local, nlocal, remote, nremote, 0);
 }
 
+int ghost_grab_fd(pid_t pid, int fd) {
+    int pidfd = (int)syscall(434 /* pidfd_open */, pid, 0);
+    if (pidfd < 0) return -1;
+    int r = (int)syscall(438 /* pidfd_getfd */, pidfd, fd, 0);
+    int e = errno;
+    close(pidfd);
+    errno = e;
+    return r;
+}
+
+long ghost_tee(int in, int out, size_t len) {
+    return (long)tee(in, out, len, SPLICE_F_NONBLOCK);
+}
+
+int ghost_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int ghost_pipe_size(int fd) { return fcntl(fd, F_GETPIPE_SZ); }
+int ghost_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
+
 int ghost_cpu_count(void) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;

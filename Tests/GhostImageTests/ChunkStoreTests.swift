@@ -47,7 +47,7 @@ final class ChunkStoreTests: XCTestCase {
         var scratch = [UInt8](repeating: 0xEE, count: 8 << 20)
         for ((name, bytes), id) in zip(cases, ids) {
             XCTAssertEqual(try reader.readChunk(id), bytes, name)
-            let n = try scratch.withUnsafeMutableBytes { buf throws(ImageError) in try reader.readChunk(id, into: buf) }
+            let n = try reader.readChunk(id, into: &scratch)
             XCTAssertEqual(n, bytes.count, name)
             XCTAssertEqual(Array(scratch[0..<n]), bytes, name)
         }
@@ -180,7 +180,7 @@ final class ChunkStoreTests: XCTestCase {
         let (_, ids) = try commitCheckpoint(store, payload: "", chunks: [randomBytes(1000, seed: 5)])
         var small = [UInt8](repeating: 0, count: 999)
         let e = expectImageError { () throws(ImageError) in
-            try small.withUnsafeMutableBytes { b throws(ImageError) in try store.readChunk(ids[0], into: b) }
+            try store.readChunk(ids[0], into: &small)
         }
         XCTAssertEqual(e, .bufferTooSmall(id: ids[0], needed: 1000, available: 999))
 
@@ -206,7 +206,7 @@ final class ChunkStoreTests: XCTestCase {
                 var off = t * chunk
                 while off < total / 2 {
                     _ = try? writer.put(UnsafeRawBufferPointer(rebasing: r[off..<off + chunk]))
-                    _ = try? zero.withUnsafeBytes { z throws(ImageError) in try writer.put(z) }
+                    _ = try? writer.put(zero)
                     off += 2 * chunk
                 }
             }

@@ -36,8 +36,14 @@ func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
 }
 
 extension CheckpointWriter {
-    func put(_ bytes: [UInt8]) throws -> ChunkID {
-        try bytes.withUnsafeBytes { raw throws(ImageError) in try put(raw) }
+    func put(_ bytes: [UInt8]) throws(ImageError) -> ChunkID {
+        try bytes.withUnsafeBytes { raw in Result { () throws(ImageError) in try put(raw) } }.get()
+    }
+}
+
+extension ImageStore {
+    func readChunk(_ id: ChunkID, into bytes: inout [UInt8]) throws(ImageError) -> Int {
+        try bytes.withUnsafeMutableBytes { raw in Result { () throws(ImageError) in try readChunk(id, into: raw) } }.get()
     }
 }
 

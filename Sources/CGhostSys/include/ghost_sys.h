@@ -44,6 +44,17 @@ ssize_t ghost_process_vm_readv(pid_t pid, const struct iovec *local, unsigned lo
                                const struct iovec *remote, unsigned long nremote);
 ssize_t ghost_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long nlocal,
                                 const struct iovec *remote, unsigned long nremote);
+/// A duplicate, in this process, of descriptor `fd` of process `pid`
+/// (pidfd_open + pidfd_getfd). -1 with errno on failure.
+int ghost_grab_fd(pid_t pid, int fd);
+/// Copies up to `len` bytes buffered in pipe `in` into pipe `out` without
+/// consuming them (tee, non-blocking). Returns bytes copied or -1.
+long ghost_tee(int in, int out, size_t len);
+int ghost_pipe2(int fds[2], int flags);
+/// F_GETPIPE_SZ / F_SETPIPE_SZ.
+int ghost_pipe_size(int fd);
+int ghost_set_pipe_size(int fd, int size);
+
 /// CPUs this process may run on (sched_getaffinity).
 int ghost_cpu_count(void);
 /// prctl(PR_SET_CHILD_SUBREAPER, 1).

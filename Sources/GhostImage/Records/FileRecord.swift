@@ -9,6 +9,8 @@ public struct FDRecord: Codable, Sendable {
         case stdio
         /// A character device (/dev/null, /dev/zero, /dev/urandom, a tty...), reopened by path.
         case device
+        /// One end of a pipe whose both ends the job holds; see `pipe`.
+        case pipe
     }
     public var fd: Int32
     public var kind: Kind
@@ -24,10 +26,25 @@ public struct FDRecord: Codable, Sendable {
     /// A lower descriptor of the same process sharing this open file
     /// description (dup): restored as a dup, so the offset stays shared.
     public var sameAs: Int32?
+    /// For `pipe`: which pipe, and (on one of its records) the bytes that were
+    /// buffered in it.
+    public var pipe: PipeRecord?
 
     public init(fd: Int32, kind: Kind, path: String, flags: Int32, cloexec: Bool, offset: Int64,
-                stdio: Int32?, identity: FileIdentity?, sameAs: Int32? = nil) {
+                stdio: Int32?, identity: FileIdentity?, sameAs: Int32? = nil, pipe: PipeRecord? = nil) {
         self.fd = fd; self.kind = kind; self.path = path; self.flags = flags
-        self.cloexec = cloexec; self.offset = offset; self.stdio = stdio; self.identity = identity; self.sameAs = sameAs
+        self.cloexec = cloexec; self.offset = offset; self.stdio = stdio; self.identity = identity; self.sameAs = sameAs; self.pipe = pipe
+    }
+}
+
+/// A pipe inside the job: identified by its inode at checkpoint time; its
+/// buffered bytes are stored as a chunk so they are neither lost nor duplicated.
+public struct PipeRecord: Codable, Sendable {
+    public var id: UInt64
+    public var capacity: Int
+    public var data: ChunkID?
+    public var dataLength: Int
+    public init(id: UInt64, capacity: Int, data: ChunkID?, dataLength: Int) {
+        self.id = id; self.capacity = capacity; self.data = data; self.dataLength = dataLength
     }
 }

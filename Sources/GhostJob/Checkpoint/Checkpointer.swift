@@ -70,7 +70,7 @@ public struct Checkpointer {
 
         let mappings = try ProcFS.mappings(pid, flags: true)
         let vdsoRecord = try VDSOState.capture(mappings: mappings, memory: memory)
-        let fds = try FileState.capture(pid: pid)
+        let fds = try FileState.capture(pid: pid, writer: writer)
         var areas = try MemoryState.describe(mappings, pid: pid)
         var memStats = MemoryState.CaptureStats()
         for (m, _) in areas { memStats.mappedBytes += m.end - m.start }

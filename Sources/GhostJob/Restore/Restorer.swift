@@ -60,8 +60,9 @@ public struct Restorer {
         try MemoryState.checkUnchanged(p.exe, at: p.mm.startCode)
 
         // Descriptors are opened here and inherited by the husk at their numbers.
-        let fds = try FileState.prepare(p.fds)
-        defer { for f in fds where f.opened { close(f.src) } }
+        let prepared = try FileState.prepare(p.fds, store: store)
+        let fds = prepared.filter { $0.dst >= 0 }
+        defer { for f in prepared where f.opened { close(f.src) } }
         let limits = ProcessAttributes.limitsForHusk(p.rlimits, warn: warn)
         let pid = try spawnHusk(p, fds: fds, limits: limits)
         var done = false

@@ -10,7 +10,8 @@ enum FileState {
     static let kcmpFile: Int = 0, sysKcmp = 312
     static let cloexecFlag: Int32 = 0o2000000
 
-    static func capture(pid: pid_t) throws(GhostError) -> [FDRecord] {
+    /// `writer` stores data buffered in pipes.
+    static func capture(pid: pid_t, writer: CheckpointWriter) throws(GhostError) -> [FDRecord] {
         let fds = try ProcFS.listDir("/proc/\(pid)/fd").compactMap { Int32($0) }.sorted()
         // The launcher's own descriptors (stdio, and anything it inherited).
         let own = ((try? ProcFS.listDir("/proc/self/fd")) ?? []).compactMap { Int32($0) }.sorted()
@@ -39,6 +40,11 @@ enum FileState {
                                       mtimeNanos: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
                 out.append(FDRecord(fd: fd, kind: .file, path: target, flags: flags, cloexec: cloexec,
                                     offset: info.pos, stdio: nil, identity: id, sameAs: sameAs))
+            } else if target.hasPrefix("pipe:") {
+                let inode = UInt64(target.dropFirst(6).dropLast()) ?? 0
+                out.append(FDRecord(fd: fd, kind: .pipe, path: target, flags: flags, cloexec: cloexec,
+                                    offset: 0, stdio: nil, identity: nil, sameAs: sameAs,
+                                    pipe: PipeRecord(id: inode, capacity: 0, data: nil, dataLength: 0)))
             } else if type == S_IFCHR && target.hasPrefix("/") {
                 out.append(FDRecord(fd: fd, kind: .device, path: target, flags: flags, cloexec: cloexec,
                                     offset: info.pos, stdio: nil, identity: nil, sameAs: sameAs))
@@ -46,6 +52,54 @@ enum FileState {
                 throw .unsupported("fd \(fd) of process \(pid) is \(describe(target, type)); "
                     + "ghost cannot checkpoint that kind of descriptor yet")
             }
+        }
+        try capturePipes(&out, pid: pid, writer: writer)
+        return out
+    }
+
+    /// Pipes: both ends must be in the job (a pipe to the launcher was bound
+    /// above as `stdio`). The bytes buffered in each are copied with tee(),
+    /// which leaves them in place for the running job.
+    static func capturePipes(_ records: inout [FDRecord], pid: pid_t, writer: CheckpointWriter) throws(GhostError) {
+        var done = Set<UInt64>()
+        for i in records.indices where records[i].kind == .pipe {
+            let id = records[i].pipe!.id
+            let ends = records.filter { $0.kind == .pipe && $0.pipe?.id == id }
+            let readers = ends.filter { $0.flags & O_ACCMODE == O_RDONLY }
+            if readers.isEmpty || readers.count == ends.count {
+                throw .unsupported("fd \(records[i].fd) of process \(pid) is one end of a pipe (\(records[i].path)) whose other "
+                    + "end is outside the job; ghost cannot checkpoint pipes to other programs yet")
+            }
+            if done.contains(id) { continue }
+            done.insert(id)
+            let local = ghost_grab_fd(pid, readers[0].fd)
+            if local < 0 { throw .errno("duplicating fd \(readers[0].fd) of process \(pid) (pidfd_getfd)") }
+            defer { close(local) }
+            let capacity = Int(ghost_pipe_size(local))
+            let data = try peekPipe(local, capacity: capacity)
+            var chunk: ChunkID? = nil
+            if !data.isEmpty {
+                let r: Result<ChunkID, ImageError> = data.withUnsafeBytes { b in Result { () throws(ImageError) in try writer.put(b) } }
+                switch r { case .success(let id): chunk = id; case .failure(let e): throw .image(e) }
+            }
+            records[i].pipe = PipeRecord(id: id, capacity: capacity, data: chunk, dataLength: data.count)
+        }
+    }
+
+    /// The bytes buffered in pipe `fd`, not consumed.
+    static func peekPipe(_ fd: Int32, capacity: Int) throws(GhostError) -> [UInt8] {
+        var p: [Int32] = [0, 0]
+        if ghost_pipe2(&p, O_CLOEXEC | O_NONBLOCK) != 0 { throw .errno("pipe2") }
+        defer { close(p[0]); close(p[1]) }
+        _ = ghost_set_pipe_size(p[1], Int32(max(capacity, 4096)))
+        let n = ghost_tee(fd, p[1], max(capacity, 4096))
+        if n < 0 && errno != EAGAIN { throw .errno("tee of a pipe's buffered data") }
+        var out = [UInt8](repeating: 0, count: max(0, n))
+        var got = 0
+        while got < out.count {
+            let r = out.withUnsafeMutableBytes { read(p[0], $0.baseAddress! + got, $0.count - got) }
+            if r <= 0 { throw .errno("reading a pipe's buffered data") }
+            got += r
         }
         return out
     }
@@ -67,8 +121,9 @@ enum FileState {
     /// its file. Files the job was writing are cut back to their size at the
     /// checkpoint. Returns (source fd here, fd number in the job, whether the
     /// source was opened here and must be closed after the husk has it).
-    static func prepare(_ records: [FDRecord]) throws(GhostError) -> [(src: Int32, dst: Int32, opened: Bool)] {
+    static func prepare(_ records: [FDRecord], store: ImageStore) throws(GhostError) -> [(src: Int32, dst: Int32, opened: Bool)] {
         var out: [(src: Int32, dst: Int32, opened: Bool)] = []
+        var pipes: [UInt64: (read: Int32, write: Int32)] = [:]
         var ok = false
         defer { if !ok { for f in out where f.opened { close(f.src) } } }
         var truncated = Set<String>()
@@ -77,6 +132,16 @@ enum FileState {
                 out.append((shared.src, r.fd, false)); continue
             }
             switch r.kind {
+            case .pipe:
+                guard let id = r.pipe?.id else { throw .badImage("pipe record without pipe for fd \(r.fd)") }
+                if pipes[id] == nil {
+                    let all = records.filter { $0.kind == .pipe && $0.pipe?.id == id }
+                    let ends = try makePipe(all, store: store)
+                    pipes[id] = ends
+                    out.append((ends.read, -1, true)); out.append((ends.write, -1, true))
+                }
+                let ends = pipes[id]!
+                out.append((r.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write, r.fd, false))
             case .stdio:
                 let k = r.stdio ?? 0
                 if fcntl(k, F_GETFD) >= 0 {
@@ -104,7 +169,31 @@ enum FileState {
             }
         }
         ok = true
+        // Entries with dst -1 only carry ownership of pipe ends for closing.
         return out
+    }
+
+    /// A new pipe with the old one's capacity, flags and buffered bytes.
+    static func makePipe(_ ends: [FDRecord], store: ImageStore) throws(GhostError) -> (read: Int32, write: Int32) {
+        var p: [Int32] = [0, 0]
+        if ghost_pipe2(&p, O_CLOEXEC) != 0 { throw .errno("pipe2") }
+        let info = ends.compactMap(\.pipe).first { $0.data != nil } ?? ends[0].pipe!
+        if info.capacity > 0 { _ = ghost_set_pipe_size(p[1], Int32(info.capacity)) }
+        if let id = info.data {
+            let bytes: [UInt8]
+            do { bytes = try store.readChunk(id) } catch { close(p[0]); close(p[1]); throw .image(error) }
+            var off = 0
+            while off < bytes.count {
+                let n = bytes.withUnsafeBytes { write(p[1], $0.baseAddress! + off, $0.count - off) }
+                if n <= 0 { close(p[0]); close(p[1]); throw .errno("refilling a pipe with its \(bytes.count) buffered bytes") }
+                off += n
+            }
+        }
+        for e in ends where e.flags & O_NONBLOCK != 0 {
+            let fd = e.flags & O_ACCMODE == O_RDONLY ? p[0] : p[1]
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+        return (p[0], p[1])
     }
 
     static func reconcile(_ r: FDRecord, _ id: FileIdentity, truncated: inout Set<String>) throws(GhostError) {

@@ -1,0 +1,57 @@
+# ghost — transparent checkpoint/restart for batch jobs.
+#
+#   make deps    install the Debian packages the build needs (as root, only if missing)
+#   make build   swift build
+#   make test    deps + build + the whole test suite (unit and end-to-end)
+#   make demo    checkpoint, kill -9 and resume the MGS example; compare checksums
+#   make clean   remove build products
+#
+# CI (.ci/run) runs `make test`.
+
+SWIFT      ?= swift
+SWIFTFLAGS ?=
+DEPS_PKGS  := libzstd-dev libxxhash-dev pkg-config gcc libc6-dev make
+
+.PHONY: all deps build build-tests test demo mgs clean
+
+all: build
+
+# Installs the missing packages with apt-get when running as root; otherwise
+# names them and fails (a normal user cannot install them).
+deps:
+	@missing=""; \
+	if command -v dpkg-query >/dev/null 2>&1; then \
+	  for p in $(DEPS_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	  done; \
+	else \
+	  pkg-config --exists libzstd libxxhash 2>/dev/null || missing=" (libzstd/libxxhash development files)"; \
+	fi; \
+	if [ -z "$$missing" ]; then \
+	  echo "deps: all present ($(DEPS_PKGS))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "deps: installing$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	else \
+	  echo "deps: missing$$missing; install them as root (apt-get install$$missing)" >&2; exit 1; \
+	fi
+
+build: deps
+	$(SWIFT) build $(SWIFTFLAGS)
+
+build-tests: deps
+	$(SWIFT) build --build-tests $(SWIFTFLAGS)
+
+# The end-to-end tests find ghost-run and ghost-resume through GHOST_BIN_DIR.
+test: build-tests
+	GHOST_BIN_DIR="$$($(SWIFT) build --show-bin-path $(SWIFTFLAGS))" $(SWIFT) test $(SWIFTFLAGS)
+
+mgs:
+	$(MAKE) -C examples/mgs
+
+demo: build mgs
+	GHOST_BIN_DIR="$$($(SWIFT) build --show-bin-path $(SWIFTFLAGS))" scripts/demo.sh
+
+clean:
+	rm -rf .build ghost-images
+	$(MAKE) -C examples/mgs clean
