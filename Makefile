@@ -10,7 +10,7 @@
 
 SWIFT      ?= swift
 SWIFTFLAGS ?=
-DEPS_PKGS  := libzstd-dev libxxhash-dev pkg-config gcc libc6-dev make
+DEPS_PKGS  := libzstd-dev libxxhash-dev libslurm-dev pkg-config gcc libc6-dev make
 
 .PHONY: all deps build build-tests test demo mgs clean
 
