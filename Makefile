@@ -8,11 +8,15 @@
 #
 # CI (.ci/run) runs `make test`.
 
+SHELL      := /bin/bash
 SWIFT      ?= swift
 SWIFTFLAGS ?=
 DEPS_PKGS  := libzstd-dev libxxhash-dev libslurm-dev pkg-config gcc libc6-dev make
 
-.PHONY: all deps build build-tests test demo mgs clean
+.PHONY: all deps build build-tests test demo mgs clean release
+
+release: deps
+	$(SWIFT) build -c release
 
 all: build
 
@@ -43,8 +47,15 @@ build-tests: deps
 	$(SWIFT) build --build-tests $(SWIFTFLAGS)
 
 # The end-to-end tests find ghost-run and ghost-resume through GHOST_BIN_DIR.
+# XCTest only (the suite has no swift-testing tests); the last line is a plain
+# "N passed, M failed" summary.
 test: build-tests
-	GHOST_BIN_DIR="$$($(SWIFT) build --show-bin-path $(SWIFTFLAGS))" $(SWIFT) test $(SWIFTFLAGS)
+	@set -o pipefail; GHOST_BIN_DIR="$$($(SWIFT) build --show-bin-path $(SWIFTFLAGS))" \
+	  $(SWIFT) test --disable-swift-testing $(SWIFTFLAGS) 2>&1 | tee .build/test.log; rc=$$?; \
+	  line=$$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" .build/test.log | tail -1); \
+	  total=$$(echo "$$line" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/'); \
+	  failed=$$(echo "$$line" | sed -E 's/.*with ([0-9]+) failures?.*/\1/'); \
+	  if [ -n "$$line" ]; then echo "$$((total - failed)) passed, $$failed failed"; fi; exit $$rc
 
 mgs:
 	$(MAKE) -C examples/mgs
