@@ -1,0 +1,291 @@
+#define _GNU_SOURCE
+#include "ghost_ns.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/sched.h>
+
+// Everything below the fork points runs in a child: async-signal-safe calls
+// only, no Swift, no malloc.
+
+static void reset_signals_ns(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int s = 1; s < 65; s++) {
+        if (s == SIGKILL || s == SIGSTOP) continue;
+        sigaction(s, &sa, NULL);
+    }
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+}
+
+struct report { int index, step, err, hold; };
+
+static void fail_report(int fd, int index, int step, int err) {
+    struct report r = { index, step, err, -1 };
+    ssize_t w = write(fd, &r, sizeof r);
+    (void)w;
+    _exit(127);
+}
+
+static int write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+// Maps our uid and gid to themselves in the child's new user namespace.
+static int map_ids(pid_t pid) {
+    char path[64], line[64];
+    snprintf(path, sizeof path, "/proc/%d/setgroups", pid);
+    if (write_file(path, "deny") != 0 && errno != ENOENT) return -1;
+    snprintf(path, sizeof path, "/proc/%d/uid_map", pid);
+    snprintf(line, sizeof line, "%u %u 1\n", (unsigned)geteuid(), (unsigned)geteuid());
+    if (write_file(path, line) != 0) return -1;
+    snprintf(path, sizeof path, "/proc/%d/gid_map", pid);
+    snprintf(line, sizeof line, "%u %u 1\n", (unsigned)getegid(), (unsigned)getegid());
+    return write_file(path, line);
+}
+
+// Private mounts, and a /proc that shows the namespace's own PIDs.
+static int mount_proc(void) {
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return -1;
+    return mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+// PID 1: reap everything; when the job's main process ends, end with its
+// status (the kernel then kills whatever is left in the namespace).
+static void init_loop(pid_t job) {
+    for (;;) {
+        int st;
+        pid_t r = waitpid(-1, &st, __WALL);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) _exit(0);
+        if (r == job) {
+            if (WIFEXITED(st)) _exit(WEXITSTATUS(st));
+            if (WIFSIGNALED(st)) _exit(128 + WTERMSIG(st));
+        }
+    }
+}
+
+// clone(NEWUSER|NEWPID|NEWNS) as a fork; the child waits on `go` for its id maps.
+static pid_t clone_namespaces(int go_read, int go_write, int rep_read, int rep_write, int *err_errno, int *err_step) {
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0) { *err_errno = errno; *err_step = 1; return -1; }
+    if (pid == 0) {
+        close(go_write);
+        close(rep_read);
+        char c;
+        if (read(go_read, &c, 1) != 1) _exit(127);
+        close(go_read);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (mount_proc() != 0) fail_report(rep_write, -1, 3, errno);
+        return 0;
+    }
+    close(go_read);
+    if (map_ids(pid) != 0) {
+        *err_errno = errno; *err_step = 2;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, __WALL);
+        close(go_write);
+        return -1;
+    }
+    char c = 1;
+    if (write(go_write, &c, 1) != 1) { *err_errno = errno; *err_step = 2; }
+    close(go_write);
+    return pid;
+}
+
+static pid_t wait_reports(pid_t init, int rep_read, int expected, int *err_errno, int *err_step, int *holds) {
+    int got = 0;
+    for (;;) {
+        struct report r;
+        ssize_t n = read(rep_read, &r, sizeof r);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) break;
+        if (n != (ssize_t)sizeof r) { *err_errno = EIO; *err_step = 4; goto fail; }
+        if (r.step != 0) { *err_errno = r.err; *err_step = r.step; goto fail; }
+        if (holds && r.index >= 0) holds[r.index] = r.hold;
+        if (++got == expected) break;
+    }
+    if (got < expected) { *err_errno = ECHILD; *err_step = 4; goto fail; }
+    close(rep_read);
+    return init;
+fail:
+    close(rep_read);
+    kill(init, SIGKILL);
+    waitpid(init, NULL, __WALL);
+    return -1;
+}
+
+pid_t ghost_spawn_ns(const char *path, char *const argv[], char *const envp[],
+                     int *err_errno, int *err_step) {
+    int go[2], rep[2];
+    if (pipe2(go, O_CLOEXEC) != 0) { *err_errno = errno; *err_step = 1; return -1; }
+    if (pipe2(rep, O_CLOEXEC) != 0) { *err_errno = errno; *err_step = 1; close(go[0]); close(go[1]); return -1; }
+    pid_t init = clone_namespaces(go[0], go[1], rep[0], rep[1], err_errno, err_step);
+    if (init < 0) { close(rep[0]); close(rep[1]); return -1; }
+    if (init == 0) {
+        pid_t job = fork();
+        if (job < 0) fail_report(rep[1], -1, 4, errno);
+        if (job == 0) {
+            reset_signals_ns();
+            execve(path, argv, envp);
+            fail_report(rep[1], -1, 5, errno);
+        }
+        close(rep[1]);
+        init_loop(job);
+    }
+    close(rep[1]);
+    // EOF on the report pipe = the job's exec closed the last copy: success.
+    return wait_reports(init, rep[0], 0, err_errno, err_step, NULL);
+}
+
+// ---- restore: a tree of husks with their old PIDs ----
+
+static pid_t clone_with_pid(pid_t want) {
+    struct clone_args a;
+    memset(&a, 0, sizeof a);
+    a.exit_signal = SIGCHLD;
+    a.set_tid = (uint64_t)(uintptr_t)&want;
+    a.set_tid_size = 1;
+    return (pid_t)syscall(SYS_clone3, &a, sizeof a);
+}
+
+static void husk(const struct ghost_tree *t, int i);
+
+static pid_t spawn_husk(const struct ghost_tree *t, int j) {
+    pid_t r = clone_with_pid(t->procs[j].pid);
+    if (r < 0) fail_report(t->ready_fd, j, 4, errno);
+    if (r == 0) { husk(t, j); _exit(0); }
+    return r;
+}
+
+// Installs the husk's descriptors; keeps `ready` and `hold` above them.
+static void husk_fds(const struct ghost_tree *t, int i, int *hold_out, int *ready_out) {
+    const struct ghost_tree_proc *p = &t->procs[i];
+    int top = t->ready_fd > t->hold_fd ? t->ready_fd : t->hold_fd;
+    for (int k = 0; k < p->nfds; k++) {
+        if (p->fd_dst[k] > top) top = p->fd_dst[k];
+        if (p->fd_src[k] > top) top = p->fd_src[k];
+    }
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    int ready = fcntl(t->ready_fd, F_DUPFD_CLOEXEC, top + 1);
+    int hold = ready < 0 ? -1 : fcntl(t->hold_fd, F_DUPFD_CLOEXEC, ready + 1);
+    if (ready < 0 || hold < 0) fail_report(t->ready_fd, i, 3, errno);
+    int base = hold + 1;
+    for (int k = 0; k < p->nfds; k++)
+        if (fcntl(p->fd_src[k], F_DUPFD, base + k) != base + k) fail_report(ready, i, 3, errno);
+    for (int fd = 0; fd < ready; fd++) {
+        int keep = 0;
+        for (int k = 0; k < p->nfds; k++) if (p->fd_dst[k] == fd) keep = 1;
+        if (!keep) close(fd);
+    }
+    for (int k = 0; k < p->nfds; k++)
+        if (dup2(base + k, p->fd_dst[k]) < 0) fail_report(ready, i, 3, errno);
+    syscall(SYS_close_range, (unsigned)base, ~0U, 0);
+    *hold_out = hold;
+    *ready_out = ready;
+}
+
+static void husk(const struct ghost_tree *t, int i) {
+    const struct ghost_tree_proc *p = &t->procs[i];
+    if (p->sid == p->pid && setsid() < 0) fail_report(t->ready_fd, i, 6, errno);
+    if (p->zombie) {
+        int st = p->exit_status;
+        if (WIFSIGNALED(st)) {
+            signal(WTERMSIG(st), SIG_DFL);
+            sigset_t all; sigemptyset(&all); sigprocmask(SIG_SETMASK, &all, NULL);
+            kill(getpid(), WTERMSIG(st));
+        }
+        _exit(WEXITSTATUS(st));
+    }
+    int pgid_done = (p->pgid == 0 || getpgid(0) == p->pgid);
+    if (!pgid_done && setpgid(0, p->pgid) == 0) pgid_done = 1;
+    for (int j = 0; j < t->n; j++)
+        if (t->procs[j].parent == i) spawn_husk(t, j);
+    if (!pgid_done && setpgid(0, p->pgid) != 0) fail_report(t->ready_fd, i, 7, errno);
+    int hold, ready;
+    husk_fds(t, i, &hold, &ready);
+    if (p->cwd && chdir(p->cwd) != 0) fail_report(ready, i, 1, errno);
+    umask((mode_t)p->umask);
+    for (int k = 0; k < p->nlimits; k++) {
+        struct rlimit rl = { p->limit_cur[k], p->limit_max[k] };
+        if (setrlimit(p->limit_resources[k], &rl) != 0) fail_report(ready, i, 2, errno);
+    }
+    if (p->pdeathsig) prctl(PR_SET_PDEATHSIG, p->pdeathsig);
+    struct report r = { i, 0, 0, hold };
+    if (write(ready, &r, sizeof r) != (ssize_t)sizeof r) _exit(127);
+    close(ready);
+    for (;;) {
+        char c;
+        ssize_t n = read(hold, &c, 1);
+        if (n == 0) _exit(1);   // the restorer gave up before seizing us
+    }
+}
+
+pid_t ghost_spawn_tree_ns(const struct ghost_tree *t, int *holds, int *err_errno, int *err_step) {
+    int go[2], rep[2];
+    if (pipe2(go, O_CLOEXEC) != 0) { *err_errno = errno; *err_step = 1; return -1; }
+    if (pipe2(rep, O_CLOEXEC) != 0) { *err_errno = errno; *err_step = 1; close(go[0]); close(go[1]); return -1; }
+    // The husks report through `rep`; the caller's ready_fd is replaced by it.
+    struct ghost_tree tt = *t;
+    tt.ready_fd = rep[1];
+    pid_t init = clone_namespaces(go[0], go[1], rep[0], rep[1], err_errno, err_step);
+    if (init < 0) { close(rep[0]); close(rep[1]); return -1; }
+    if (init == 0) {
+        reset_signals_ns();
+        pid_t root = -1;
+        for (int j = 0; j < tt.n; j++)
+            if (tt.procs[j].parent == -1) {
+                pid_t r = spawn_husk(&tt, j);
+                if (j == tt.root) root = r;
+            }
+        close(rep[1]);
+        close(tt.hold_fd);
+        init_loop(root);
+    }
+    close(rep[1]);
+    int expected = 0;
+    for (int j = 0; j < t->n; j++) if (!t->procs[j].zombie) expected++;
+    return wait_reports(init, rep[0], expected, err_errno, err_step, holds);
+}
+
+static int probed = -1;
+int ghost_namespaces_available(void) {
+    if (probed >= 0) return probed;
+    int go[2], rep[2];
+    int e = 0, s = 0;
+    if (pipe2(go, O_CLOEXEC) != 0 || pipe2(rep, O_CLOEXEC) != 0) return probed = 0;
+    pid_t pid = clone_namespaces(go[0], go[1], rep[0], rep[1], &e, &s);
+    if (pid == 0) _exit(0);
+    close(rep[1]);
+    if (pid < 0) { close(rep[0]); return probed = 0; }
+    struct report r;
+    ssize_t n = read(rep[0], &r, sizeof r);
+    close(rep[0]);
+    int st = 0;
+    waitpid(pid, &st, __WALL);
+    probed = (n == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) ? 1 : 0;
+    return probed;
+}
