@@ -50,17 +50,17 @@ struct GhostResume: ParsableCommand {
         do { try store.lockForWriting() } catch { fail("\(error)") }
 
         let restorer = Restorer(store: store, warn: { Log.warn($0) })
-        let number: Int, manifest: Manifest, pid: pid_t
+        let number: Int, manifest: Manifest, handle: JobHandle
         do {
             (number, manifest) = try restorer.load(number: checkpoint)
-            pid = try restorer.restore(manifest)
+            handle = try restorer.restore(manifest)
         } catch { fail("\(error)") }
         var job = manifest.job
         if let c = checkpointInterval { job.checkpointInterval = Duration.parse(c) }
         if let k = keep { job.keep = k }
-        Log.info("resumed checkpoint \(number) as pid \(pid) (was pid \(manifest.processes[0].pid) on \(manifest.hostname))")
+        Log.info(Restorer.describe(number: number, manifest, handle))
         let sup = Supervisor(store: store, job: job)
-        sup.adopt(pid: pid)
+        sup.adopt(handle)
         let code = sup.run()
         store.close()
         Glibc.exit(code)

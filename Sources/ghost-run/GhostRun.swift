@@ -42,6 +42,9 @@ struct GhostRun: ParsableCommand {
     @Option(help: "Wait up to DURATION for another ghost holding the image directory to let go (default 0, or 5m under Slurm).")
     var lockTimeout: String?
 
+    @Flag(help: "Run the job without its own user + PID namespaces (then only single-threaded single-process jobs can be checkpointed, and PIDs change on resume).")
+    var noNamespaces = false
+
     @Argument(parsing: .captureForPassthrough, help: "-- PROGRAM ARGS...")
     var command: [String] = []
 
@@ -116,17 +119,23 @@ struct GhostRun: ParsableCommand {
                 }
                 job.zstdLevel = zstdLevel
                 sup = Supervisor(store: store, job: job, policy: policy)
-                let pid = try restorer.restore(m)
-                sup.adopt(pid: pid)
-                Log.info("resumed checkpoint \(n) as pid \(pid) (was pid \(m.processes[0].pid) on \(m.hostname)); images in \(dir)")
+                let handle = try restorer.restore(m)
+                sup.adopt(handle)
+                Log.info(Restorer.describe(number: n, m, handle) + "; images in \(dir)")
             } catch { fail("cannot resume \(dir): \(error)") }
         } else {
             if Slurm.restartCount > 0 {
                 Log.info("no checkpoint in \(dir) yet; starting the job from the beginning")
             }
             sup = Supervisor(store: store, job: job, policy: policy)
+            var namespaces = !noNamespaces
+            if namespaces && !JobNamespace.available {
+                Log.warn("this node does not let ordinary users create user + PID namespaces; the job runs without them, "
+                    + "so only a single-threaded single process can be checkpointed and PIDs will change on resume")
+                namespaces = false
+            }
             do {
-                let pid = try sup.launch(path: path, argv: argv)
+                let pid = try sup.launch(path: path, argv: argv, namespaces: namespaces)
                 Log.info("started pid \(pid): \(argv.joined(separator: " ")); images in \(dir)")
             } catch { fail("\(error)", code: 126) }
         }

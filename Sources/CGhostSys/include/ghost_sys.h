@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/uio.h>
+#include "ghost_ns.h"
 
 typedef struct user_regs_struct ghost_regs_t;
 

@@ -17,6 +17,9 @@ public struct Manifest: Codable, Sendable {
     public var job: JobRecord
     /// The process tree, parents before children.
     public var processes: [ProcessRecord]
+    /// The job ran in its own user + PID namespaces: PIDs in the records are
+    /// the ones the job saw, and a resume gives them back. nil = false.
+    public var namespaces: Bool?
 
     public init(createdAt: Double, hostname: String, kernelRelease: String, pageSize: Int,
                 blockPages: Int, cpu: CPURecord, job: JobRecord, processes: [ProcessRecord]) {

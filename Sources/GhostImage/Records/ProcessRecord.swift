@@ -18,15 +18,19 @@ public struct ProcessRecord: Codable, Sendable {
     public var threads: [ThreadRecord]
     /// PR_GET_PDEATHSIG of the process (0 = none).
     public var pdeathsig: Int32
+    /// A zombie (exited, not yet reaped by its parent): its raw wait status.
+    /// Such a record has no memory, files or threads.
+    public var zombieStatus: Int32?
 
     public init(pid: Int32, ppid: Int32, pgid: Int32, sid: Int32, comm: String, exe: FileIdentity,
                 cwd: String, umask: UInt32, personality: UInt64, rlimits: [RlimitRecord], mm: MMRecord,
                 vdso: VDSORecord?, vmas: [VMARecord], fds: [FDRecord], signals: SignalRecord,
-                threads: [ThreadRecord], pdeathsig: Int32) {
+                threads: [ThreadRecord], pdeathsig: Int32, zombieStatus: Int32? = nil) {
         self.pid = pid; self.ppid = ppid; self.pgid = pgid; self.sid = sid; self.comm = comm
         self.exe = exe; self.cwd = cwd; self.umask = umask; self.personality = personality
         self.rlimits = rlimits; self.mm = mm; self.vdso = vdso; self.vmas = vmas; self.fds = fds
         self.signals = signals; self.threads = threads; self.pdeathsig = pdeathsig
+        self.zombieStatus = zombieStatus
     }
 }
 

@@ -25,84 +25,53 @@ public struct Checkpointer {
         self.job = job
     }
 
-    public func checkpoint(pid: pid_t) throws(GhostError) -> CheckpointResult {
-        try Self.checkShape(pid)
+    public func checkpoint(_ job: JobHandle) throws(GhostError) -> CheckpointResult {
         let t0 = Clock.now()
         let writer: CheckpointWriter
-        do { writer = try store.beginCheckpoint(zstdLevel: Int32(job.zstdLevel)) } catch { throw .image(error) }
+        do { writer = try store.beginCheckpoint(zstdLevel: Int32(self.job.zstdLevel)) }
+        catch { throw .image(error) }
         var committed = false
         defer { if !committed { writer.abort() } }
 
-        var freezer = Freezer(pid: pid)
-        defer { freezer.thaw() }
-        try freezer.freeze()
-        try Self.checkShape(pid)   // nothing new appeared between the check and the freeze
-
-        let memory = try ProcessMemory(pid: pid, writable: true)
-        let maps = try ProcFS.mappings(pid, flags: false)
-        guard let vdso = maps.first(where: { $0.path == "[vdso]" }) else {
-            throw .unsupported("process \(pid) has no vDSO; ghost needs one to drive it")
+        var tree = TreeFreezer()
+        defer { tree.thaw() }
+        try tree.freeze(job)
+        if job.initPid == nil {
+            try Self.checkShapeWithoutNamespaces(tree)
         }
-        let ctx = ProcessContext(pid: pid, memory: memory,
-                                 gadget: try RemoteSyscall.findGadget(memory: memory, start: vdso.start, end: vdso.end))
-        let tracee = ctx.tracee
-        let mask = try tracee.getSigmask()
-        try tracee.setSigmask(~0)   // nothing may be delivered while we inject calls
-
-        // State only the process itself can report, through injected calls
-        // that need a scratch page; it is unmapped before memory is read.
-        let scratchSize = 4 * MemoryState.pageSize
-        let scratchAddr = try ctx.syscall.check("mmap of a scratch page", SYS.mmap, 0, UInt64(scratchSize),
-                                                UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS),
-                                                UInt64.max, 0)
-        ctx.scratch = RemoteScratch(address: scratchAddr, size: scratchSize, memory: memory)
-        let status = try ProcFS.status(pid)
-        let attrs = try ProcessAttributes.capture(ctx: ctx, status: status)
-        let signals = try SignalState.capture(ctx: ctx, status: status, dequeuedShared: [])
-        let thread = try ThreadState.capture(ctx: ctx, tid: pid, mask: mask, dequeued: freezer.dequeued)
-        // Signals the freeze dequeued go back on the queue of the running job.
-        try ThreadState.restorePending(ThreadRecord(tid: pid, regs: [], xstate: [], sigmask: 0, pending: freezer.dequeued,
-                                                    sigaltstack: AltStack(sp: 0, flags: 0, size: 0), clearChildTid: 0,
-                                                    robustList: 0, robustListLen: 0, rseq: nil, syscallRestart: nil),
-                                       ctx: ctx, tgid: pid)
-        try ctx.syscall.check("munmap of the scratch page", SYS.munmap, scratchAddr, UInt64(scratchSize))
-        try tracee.setSigmask(mask)
-
-        let mappings = try ProcFS.mappings(pid, flags: true)
-        let vdsoRecord = try VDSOState.capture(mappings: mappings, memory: memory)
-        let fds = try FileState.capture(pid: pid, writer: writer)
-        var areas = try MemoryState.describe(mappings, pid: pid)
         var memStats = MemoryState.CaptureStats()
-        for (m, _) in areas { memStats.mappedBytes += m.end - m.start }
-
-        // Most memory is read from a forked copy of the job (copy-on-write),
-        // after the job runs again: the job is frozen only for the fork.
-        let snapshot = try? Snapshot(of: ctx)
-        defer { snapshot?.discard() }
-        let inFreeze = snapshot == nil ? Array(areas.indices)
-            : areas.indices.filter { MemoryState.notInSnapshot(areas[$0].0, areas[$0].1) }
-        try MemoryState.storePages(&areas, which: inFreeze, pid: pid, memory: memory, writer: writer,
-                                   workers: Self.workers, stats: &memStats)
-        freezer.thaw()
-        let frozen = Clock.now() - t0
-        if let snapshot {
-            let rest = areas.indices.filter { !MemoryState.notInSnapshot(areas[$0].0, areas[$0].1) }
-            try MemoryState.storePages(&areas, which: rest, pid: snapshot.pid, memory: snapshot.memory, writer: writer,
-                                       workers: Self.workers, stats: &memStats)
-            snapshot.discard()
+        var captured: [CapturedProcess] = []
+        defer { for c in captured { c.snapshot?.discard() } }
+        let outerToInner = Dictionary(uniqueKeysWithValues: tree.members.map {
+            ($0.pid, job.initPid == nil ? $0.pid : JobNamespace.innerPid($0.pid))
+        })
+        for m in tree.members {
+            captured.append(try captureProcess(m, job: job, outerToInner: outerToInner, writer: writer, stats: &memStats))
         }
-        let vmas = areas.map { $0.1 }
+        tree.thaw()
+        let frozen = Clock.now() - t0
 
-        let process = ProcessRecord(
-            pid: pid, ppid: attrs.ppid, pgid: attrs.pgid, sid: attrs.sid, comm: attrs.comm, exe: attrs.exe,
-            cwd: attrs.cwd, umask: attrs.umask, personality: attrs.personality, rlimits: attrs.rlimits,
-            mm: attrs.mm, vdso: vdsoRecord, vmas: vmas, fds: fds, signals: signals, threads: [thread],
-            pdeathsig: attrs.pdeathsig)
-        let manifest = Manifest(
+        // Memory of forked snapshots is read while the job runs again.
+        for i in captured.indices {
+            guard let snap = captured[i].snapshot else { continue }
+            let rest = captured[i].areas.indices.filter { !MemoryState.notInSnapshot(captured[i].areas[$0].0, captured[i].areas[$0].1) }
+            try MemoryState.storePages(&captured[i].areas, which: rest, pid: snap.pid, memory: snap.memory, writer: writer,
+                                       workers: Self.workers, stats: &memStats)
+            snap.discard()
+        }
+        let processes = captured.map { c -> ProcessRecord in
+            var r = c.record
+            if r.zombieStatus == nil { r.vmas = c.areas.map { $0.1 } }
+            return r
+        }
+        let firstThread = processes.first { !$0.threads.isEmpty }?.threads.first
+        var manifest = Manifest(
             createdAt: Clock.wall(), hostname: Host.name, kernelRelease: Host.kernelRelease,
             pageSize: MemoryState.pageSize, blockPages: MemoryState.blockPages,
-            cpu: CPURecord(xfeatures: ThreadState.xfeatures(of: thread.xstate), xstateSize: thread.xstate.count),
-            job: job, processes: [process])
+            cpu: CPURecord(xfeatures: firstThread.map { ThreadState.xfeatures(of: $0.xstate) } ?? 3,
+                           xstateSize: firstThread?.xstate.count ?? 0),
+            job: self.job, processes: processes)
+        manifest.namespaces = job.initPid != nil
         let number: Int
         do {
             let payload = try manifest.encoded()
@@ -120,21 +89,122 @@ public struct Checkpointer {
                                 chunksReused: stats.chunksReused, seconds: Clock.now() - t0, frozenSeconds: frozen)
     }
 
+    struct CapturedProcess {
+        var record: ProcessRecord
+        var areas: [(ProcFS.Mapping, VMARecord)]
+        var snapshot: Snapshot?
+    }
+
+    /// Everything of one frozen process; its private memory is left in a
+    /// snapshot when one could be made.
+    private func captureProcess(_ m: TreeFreezer.Member, job: JobHandle, outerToInner: [pid_t: pid_t],
+                                writer: CheckpointWriter, stats: inout MemoryState.CaptureStats) throws(GhostError) -> CapturedProcess {
+        let pid = m.pid
+        let st = try ProcFS.stat(pid)
+        let status = try ProcFS.status(pid)
+        let inner = outerToInner[pid] ?? pid
+        func innerOf(_ outer: pid_t) -> pid_t { outer == 0 ? 0 : (outerToInner[outer] ?? 0) }
+        let ppidOuter = pid_t(st.field(4))
+        let ppid: pid_t = job.initPid.map { ppidOuter == $0 ? 1 : innerOf(ppidOuter) } ?? ppidOuter
+        let pgid = job.initPid == nil ? pid_t(st.field(5)) : JobNamespace.innerField(status, "NSpgid")
+        let sid = job.initPid == nil ? pid_t(st.field(6)) : JobNamespace.innerField(status, "NSsid")
+        if m.zombie {
+            let record = ProcessRecord(
+                pid: inner, ppid: ppid, pgid: pgid, sid: sid, comm: st.comm,
+                exe: FileIdentity(path: "", size: 0, mtimeNanos: 0), cwd: "/", umask: 0o022, personality: 0,
+                rlimits: [], mm: MMRecord(startCode: 0, endCode: 0, startData: 0, endData: 0, startBrk: 0, brk: 0,
+                                          startStack: 0, argStart: 0, argEnd: 0, envStart: 0, envEnd: 0, auxv: []),
+                vdso: nil, vmas: [], fds: [], signals: SignalRecord(actions: [], sharedPending: []), threads: [],
+                pdeathsig: 0, zombieStatus: Int32(truncatingIfNeeded: st.field(52)))
+            return CapturedProcess(record: record, areas: [], snapshot: nil)
+        }
+
+        let memory = try ProcessMemory(pid: pid, writable: true)
+        let maps = try ProcFS.mappings(pid, flags: false)
+        guard let vdso = maps.first(where: { $0.path == "[vdso]" }) else {
+            throw .unsupported("process \(pid) has no vDSO; ghost needs one to drive it")
+        }
+        let ctx = ProcessContext(pid: pid, memory: memory,
+                                 gadget: try RemoteSyscall.findGadget(memory: memory, start: vdso.start, end: vdso.end))
+        // Nothing may be delivered while calls are injected: block all, per thread.
+        var masks: [pid_t: UInt64] = [:]
+        for f in m.threads {
+            let t = Tracee(tid: f.pid)
+            masks[f.pid] = try t.getSigmask()
+            try t.setSigmask(~0)
+        }
+        // State only the process itself can report, through injected calls
+        // that need a scratch page; it is unmapped before memory is read.
+        let scratchSize = 4 * MemoryState.pageSize
+        let scratchAddr = try ctx.syscall.check("mmap of a scratch page", SYS.mmap, 0, UInt64(scratchSize),
+                                                UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS),
+                                                UInt64.max, 0)
+        ctx.scratch = RemoteScratch(address: scratchAddr, size: scratchSize, memory: memory)
+        let attrs = try ProcessAttributes.capture(ctx: ctx, status: status)
+        let signals = try SignalState.capture(ctx: ctx, status: status, dequeuedShared: [])
+        var threads: [ThreadRecord] = []
+        for f in m.threads {
+            let tctx = ProcessContext(pid: f.pid, memory: memory, gadget: ctx.syscall.gadget)
+            tctx.scratch = ctx.scratch
+            var t = try ThreadState.capture(ctx: tctx, tid: f.pid, mask: masks[f.pid] ?? 0, dequeued: f.dequeued)
+            t.tid = outerToInner[f.pid] ?? (job.initPid == nil ? f.pid : JobNamespace.innerPid(f.pid))
+            threads.append(t)
+            // Signals the freeze dequeued go back on the queue of the running job.
+            if !f.dequeued.isEmpty {
+                var again = t
+                again.pending = f.dequeued
+                try ThreadState.restorePending(again, ctx: tctx, tgid: inner, tid: t.tid)
+            }
+        }
+        try ctx.syscall.check("munmap of the scratch page", SYS.munmap, scratchAddr, UInt64(scratchSize))
+        for f in m.threads { try Tracee(tid: f.pid).setSigmask(masks[f.pid] ?? 0) }
+
+        let mappings = try ProcFS.mappings(pid, flags: true)
+        let vdsoRecord = try VDSOState.capture(mappings: mappings, memory: memory)
+        let fds = try FileState.capture(pid: pid, writer: writer)
+        var areas = try MemoryState.describe(mappings, pid: pid)
+        for (mp, _) in areas { stats.mappedBytes += mp.end - mp.start }
+
+        // Most memory is read from a forked copy (copy-on-write) after the job
+        // runs again. The copy is the parent's child, so only a process whose
+        // parent is ghost (or ghost-init) gets one: a job process would see it.
+        let parentIsGhost = job.initPid.map { ppidOuter == $0 } ?? (ppidOuter == getpid())
+        let snapshot = parentIsGhost ? (try? Snapshot(of: ctx, parent: ppidOuter)) : nil
+        let inFreeze = snapshot == nil ? Array(areas.indices)
+            : areas.indices.filter { MemoryState.notInSnapshot(areas[$0].0, areas[$0].1) }
+        do {
+            try MemoryState.storePages(&areas, which: inFreeze, pid: pid, memory: memory, writer: writer,
+                                       workers: Self.workers, stats: &stats)
+        } catch {
+            snapshot?.discard()
+            throw error
+        }
+        let record = ProcessRecord(
+            pid: inner, ppid: ppid, pgid: pgid, sid: sid, comm: attrs.comm, exe: attrs.exe,
+            cwd: attrs.cwd, umask: attrs.umask, personality: attrs.personality, rlimits: attrs.rlimits,
+            mm: attrs.mm, vdso: vdsoRecord, vmas: [], fds: fds, signals: signals, threads: threads,
+            pdeathsig: attrs.pdeathsig)
+        return CapturedProcess(record: record, areas: areas, snapshot: snapshot)
+    }
+
     /// Threads used to read, hash and compress memory: the CPUs ghost may run on.
     static var workers: Int {
         max(1, min(Int(ghost_cpu_count()), 8))
     }
 
-    /// Issue-2 scope: one single-threaded process. Say so instead of writing a broken image.
-    static func checkShape(_ pid: pid_t) throws(GhostError) {
-        let tasks = try ProcFS.tasks(pid)
-        if tasks.count > 1 {
-            throw .unsupported("the job (pid \(pid)) has \(tasks.count) threads; multi-threaded jobs are not supported yet")
+    /// Without namespaces, PIDs and thread IDs cannot be given back, and
+    /// programs keep them (glibc caches thread IDs, parents wait for child
+    /// PIDs): only a single-threaded single process is checkpointed then.
+    static func checkShapeWithoutNamespaces(_ tree: TreeFreezer) throws(GhostError) {
+        guard let root = tree.members.first else { return }
+        if root.threads.count > 1 {
+            throw .unsupported("the job (pid \(root.pid)) has \(root.threads.count) threads; without user namespaces "
+                + "ghost cannot give threads their IDs back, so multi-threaded jobs need them (run without --no-namespaces)")
         }
-        let kids = try ProcFS.children(pid)
-        if !kids.isEmpty {
-            throw .unsupported("the job (pid \(pid)) has child processes (\(kids.map(String.init).joined(separator: ", "))); "
-                + "process trees are not supported yet")
+        if tree.members.count > 1 {
+            let kids = tree.members.dropFirst().map { String($0.pid) }.joined(separator: ", ")
+            throw .unsupported("the job (pid \(root.pid)) has child processes (\(kids)); without user namespaces ghost "
+                + "cannot give them their PIDs back, so process trees need them (run without --no-namespaces)")
         }
     }
 }

@@ -12,11 +12,22 @@ final class Snapshot {
     let memory: ProcessMemory
     private var alive = true
 
-    init(of ctx: ProcessContext) throws(GhostError) {
+    /// `parent` is the job process's parent (outer PID), whose child the copy becomes.
+    init(of ctx: ProcessContext, parent: pid_t) throws(GhostError) {
         let clonePtrace: UInt64 = 0x2000, cloneParent: UInt64 = 0x8000
         let sysClone = 56
         let r = try ctx.syscall.check("fork of a snapshot", sysClone, clonePtrace | cloneParent | UInt64(SIGCHLD), 0, 0, 0, 0)
-        pid = pid_t(r)
+        // The PID the job's namespace gave it; find ours among the parent's children.
+        let inner = pid_t(r)
+        var found = inner
+        for _ in 0..<100 {
+            if let c = ((try? ProcFS.children(parent)) ?? []).first(where: { JobNamespace.innerPid($0) == inner }) {
+                found = c
+                break
+            }
+            usleep(1000)
+        }
+        pid = found
         do {
             _ = try Tracee(tid: pid).waitStop()
             memory = try ProcessMemory(pid: pid, writable: false)

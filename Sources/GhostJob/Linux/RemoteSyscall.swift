@@ -33,7 +33,8 @@ struct RemoteSyscall {
             steps += 1
             if steps > 16 || ghost_wstopsig(status) == SIGKILL {
                 try? tracee.setRegs(saved)
-                throw .system("injected system call \(nr) in \(tracee.tid) did not complete", errno: EIO)
+                throw .system("injected system call \(nr)(\(hex(a0)), \(hex(a1))) in \(tracee.tid) did not complete "
+                    + "(stop \(hex(UInt64(UInt32(bitPattern: status)))) at \(hex(after.rip)), expected \(hex(gadget &+ 2)))", errno: EIO)
             }
         }
     }

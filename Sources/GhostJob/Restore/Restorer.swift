@@ -37,10 +37,22 @@ public struct Restorer {
         }
     }
 
+    /// The log line of a resume.
+    public static func describe(number: Int, _ m: Manifest, _ h: JobHandle) -> String {
+        let n = m.processes.filter { $0.zombieStatus == nil }.count
+        let threads = m.processes.reduce(0) { $0 + $1.threads.count }
+        let shape = n == 1 && threads == 1 ? "" : " (\(n) processes, \(threads) threads)"
+        let pids = m.namespaces == true ? "the job sees the same PIDs as before"
+            : "was pid \(m.processes[0].pid): without namespaces PIDs change"
+        return "resumed checkpoint \(number) as pid \(h.rootPid)\(shape); \(pids); taken on \(m.hostname)"
+    }
+
     /// Checks that the image can run here before anything is started.
     public static func checkCompatible(_ m: Manifest) throws(GhostError) {
-        guard m.processes.count == 1, m.processes[0].threads.count == 1 else {
-            throw .unsupported("the image holds \(m.processes.count) processes; this ghost restores single-process, single-thread jobs")
+        let live = m.processes.filter { $0.zombieStatus == nil }
+        guard !live.isEmpty else { throw .badImage("the image holds no live process") }
+        if m.namespaces != true && (m.processes.count != 1 || live[0].threads.count != 1) {
+            throw .badImage("an image without namespaces must hold one single-threaded process")
         }
         let here = ghost_xgetbv0()
         let missing = m.cpu.xfeatures & ~here
@@ -51,14 +63,26 @@ public struct Restorer {
         if m.pageSize != MemoryState.pageSize {
             throw .incompatible("the image uses \(m.pageSize)-byte pages, this node \(MemoryState.pageSize)")
         }
+        if m.namespaces == true && !JobNamespace.available {
+            throw .incompatible("the job ran in user + PID namespaces, which this node does not allow to ordinary users "
+                + "(kernel.unprivileged_userns_clone or an AppArmor/SELinux policy); resume it on a node that does")
+        }
     }
 
-    /// Rebuilds the process and returns its pid; it is running when this returns.
-    public func restore(_ m: Manifest) throws(GhostError) -> pid_t {
+    /// Rebuilds the job and returns its processes; it is running when this returns.
+    public func restore(_ m: Manifest) throws(GhostError) -> JobHandle {
         try Self.checkCompatible(m)
-        let p = m.processes[0]
-        try MemoryState.checkUnchanged(p.exe, at: p.mm.startCode)
+        for p in m.processes where p.zombieStatus == nil {
+            try MemoryState.checkUnchanged(p.exe, at: p.mm.startCode)
+        }
+        if m.namespaces == true { return try restoreInNamespaces(m) }
+        return JobHandle(initPid: nil, rootPid: try restoreByExec(m))
+    }
 
+    /// Without namespaces: one process, rebuilt in a husk that exec'ed the
+    /// job's executable (so /proc/PID/exe is right without privilege).
+    private func restoreByExec(_ m: Manifest) throws(GhostError) -> pid_t {
+        let p = m.processes[0]
         // Descriptors are opened here and inherited by the husk at their numbers.
         let prepared = try FileState.prepare(p.fds, store: store)
         let fds = prepared.filter { $0.dst >= 0 }
@@ -67,9 +91,106 @@ public struct Restorer {
         let pid = try spawnHusk(p, fds: fds, limits: limits)
         var done = false
         defer { if !done { kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, __WALL) } }
-
         let tracee = Tracee(tid: pid)
         _ = try tracee.waitStop()   // SIGTRAP after exec: nothing of the program has run
+        let rebuilt = try rebuild(p, pid: pid, innerPid: pid, manifest: m, holdFd: nil, setExe: false)
+        for t in rebuilt { t.detach() }
+        done = true
+        return pid
+    }
+
+    /// With namespaces: ghost-init and a tree of husks with the old PIDs
+    /// (clone3 set_tid, inside namespaces ghost owns), each then filled in.
+    private func restoreInNamespaces(_ m: Manifest) throws(GhostError) -> JobHandle {
+        let procs = m.processes
+        var prepared: [[(src: Int32, dst: Int32, opened: Bool)]] = []
+        defer { for list in prepared { for f in list where f.opened { close(f.src) } } }
+        for p in procs {
+            prepared.append(p.zombieStatus == nil ? try FileState.prepare(p.fds, store: store) : [])
+        }
+        var hold: [Int32] = [0, 0]
+        if ghost_pipe2(&hold, O_CLOEXEC) != 0 { throw .errno("pipe2") }
+        defer { close(hold[1]) }
+        let index = Dictionary(procs.enumerated().map { ($1.pid, $0) }, uniquingKeysWith: { a, _ in a })
+        let candidates = procs.indices.filter { procs[$0].ppid == 1 && procs[$0].zombieStatus == nil }
+        let root: Int = candidates.min { procs[$0].pid < procs[$1].pid } ?? 0
+        let limits = procs.map { ProcessAttributes.limitsForHusk($0.rlimits, warn: warn) }
+        var holds = [Int32](repeating: -1, count: procs.count)
+        var err: Int32 = 0, step: Int32 = 0
+
+        // C arrays that live across the call.
+        var cstrings: [UnsafeMutablePointer<CChar>?] = []
+        defer { for c in cstrings { free(c) } }
+        var keep: [UnsafeMutableBufferPointer<Int32>] = []
+        var keep64: [UnsafeMutableBufferPointer<UInt64>] = []
+        defer { keep.forEach { $0.deallocate() }; keep64.forEach { $0.deallocate() } }
+        func ints(_ a: [Int32]) -> UnsafePointer<Int32> {
+            let b = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(1, a.count))
+            _ = b.initialize(from: a); keep.append(b); return UnsafePointer(b.baseAddress!)
+        }
+        func u64s(_ a: [UInt64]) -> UnsafePointer<UInt64> {
+            let b = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(1, a.count))
+            _ = b.initialize(from: a); keep64.append(b); return UnsafePointer(b.baseAddress!)
+        }
+        var specs: [ghost_tree_proc] = []
+        for (i, p) in procs.enumerated() {
+            let cwd = strdup(p.cwd); cstrings.append(cwd)
+            let fds = prepared[i].filter { $0.dst >= 0 }
+            let sid = index[p.sid] != nil ? p.sid : 0, pgid = index[p.pgid] != nil ? p.pgid : 0
+            specs.append(ghost_tree_proc(
+                pid: p.pid, parent: Int32(index[p.ppid] ?? -1), sid: sid, pgid: pgid,
+                zombie: p.zombieStatus == nil ? 0 : 1, exit_status: p.zombieStatus ?? 0,
+                cwd: UnsafePointer(cwd), umask: Int32(p.umask), pdeathsig: p.pdeathsig,
+                nlimits: Int32(limits[i].count), limit_resources: ints(limits[i].map(\.resource)),
+                limit_cur: u64s(limits[i].map(\.soft)), limit_max: u64s(limits[i].map(\.hard)),
+                nfds: Int32(fds.count), fd_src: ints(fds.map(\.src)), fd_dst: ints(fds.map(\.dst))))
+        }
+        let initPid: pid_t = specs.withUnsafeBufferPointer { sp in
+            var tree = ghost_tree(n: Int32(procs.count), procs: sp.baseAddress, root: Int32(root), ready_fd: -1, hold_fd: hold[0])
+            return ghost_spawn_tree_ns(&tree, &holds, &err, &step)
+        }
+        close(hold[0])
+        if initPid < 0 {
+            let what = ["", "creating namespaces or changing directory", "mapping ids or setting resource limits",
+                        "mounting /proc or setting up descriptors", "creating a process with its old PID",
+                        "", "creating a session", "joining a process group"]
+            throw .system("rebuilding the process tree: \(what[Int(step) < what.count ? Int(step) : 0])", errno: err)
+        }
+        var done = false
+        var stopped: [Tracee] = []
+        defer {
+            if !done {
+                // ghost-init cannot finish while it has traced children we did not reap.
+                kill(initPid, SIGKILL)
+                var st: Int32 = 0
+                for t in stopped { kill(t.tid, SIGKILL); waitpid(t.tid, &st, __WALL) }
+                waitpid(initPid, &st, __WALL)
+            }
+        }
+
+        // Our PIDs for theirs.
+        var outer: [pid_t: pid_t] = [:]
+        for o in try JobNamespace.members(initPid: initPid) { outer[JobNamespace.innerPid(o)] = o }
+        for (i, p) in procs.enumerated() where p.zombieStatus == nil {
+            guard let o = outer[p.pid] else { throw .restore("process \(p.pid) did not appear in the new namespace") }
+            var f = Freezer(pid: o)
+            try f.freeze()
+            stopped.append(Tracee(tid: o))
+            let threads = try rebuild(p, pid: o, innerPid: p.pid, manifest: m, holdFd: holds[i], setExe: true)
+            stopped += threads.filter { $0.tid != o }
+        }
+        // Everyone is rebuilt: let them all go at once.
+        for t in stopped { t.detach() }
+        done = true
+        guard let rootOuter = outer[procs[root].pid] else { throw .restore("the job's main process is missing") }
+        return JobHandle(initPid: initPid, rootPid: rootOuter)
+    }
+
+    /// Fills a stopped husk with process `p`. Returns its threads, stopped,
+    /// with their final registers set: the caller detaches them.
+    private func rebuild(_ p: ProcessRecord, pid: pid_t, innerPid: pid_t, manifest m: Manifest,
+                         holdFd: Int32?, setExe: Bool) throws(GhostError) -> [Tracee] {
+        let tracee = Tracee(tid: pid)
         try tracee.setSigmask(~0)
         let memory = try ProcessMemory(pid: pid, writable: true)
         let husk = try ProcFS.mappings(pid, flags: false)
@@ -90,6 +211,13 @@ public struct Restorer {
         ctx.scratch = RemoteScratch(address: scratchAddr, size: scratchSize, memory: memory)
 
         // Empty the husk: everything but the vDSO group and the work space.
+        // A husk forked from ghost has glibc's rseq area registered; the kernel
+        // would write to it on every return to user space once it is unmapped.
+        var abi: UInt64 = 0, rlen: UInt32 = 0, rflags: UInt32 = 0, rsig: UInt32 = 0
+        if ghost_get_rseq(pid, &abi, &rlen, &rflags, &rsig) == 0 && abi != 0 {
+            let rseqUnregister: UInt64 = 1
+            try ctx.syscall.check("unregistering the husk's rseq", SYS.rseq, abi, UInt64(rlen), rseqUnregister, UInt64(rsig))
+        }
         for m in husk where !VDSOState.names.contains(m.path) && m.path != "[vsyscall]" {
             try ctx.syscall.check("unmapping \(m.path.isEmpty ? hex(m.start) : m.path) of the husk",
                                   SYS.munmap, m.start, m.end - m.start)
@@ -99,19 +227,41 @@ public struct Restorer {
                                   avoid: imageRanges + [(scratchAddr, scratchAddr + UInt64(scratchSize))])
         }
         try MemoryState.restore(p.vmas, ctx: ctx, store: store, blockPages: m.blockPages)
+        if let h = holdFd, h >= 0 { try ctx.syscall.call(SYS.close, UInt64(h)) }
         try FileState.restoreFlags(p.fds, ctx: ctx)
         try SignalState.restoreActions(p.signals, ctx: ctx)
-        let thread = p.threads[0]
-        try ThreadState.restoreKernelState(thread, ctx: ctx)
         try ProcessAttributes.restoreComm(p.comm, ctx: ctx)
-        try ProcessAttributes.restoreMM(p.mm, ctx: ctx)
-        try SignalState.restorePending(p.signals, ctx: ctx, tgid: pid)
-        try ThreadState.restorePending(thread, ctx: ctx, tgid: pid)
+        try ProcessAttributes.restoreMM(p.mm, ctx: ctx, exe: setExe ? p.exe.path : nil)
+
+        // Threads: the first record is the thread the husk already is; the
+        // others are cloned with their old thread IDs (needs the namespace's
+        // CAP_SYS_ADMIN, which the husk has until the end of this function).
+        guard let main = p.threads.first(where: { $0.tid == innerPid }) ?? p.threads.first else {
+            throw .badImage("process \(p.pid) has no threads")
+        }
+        var threads: [(ThreadRecord, Tracee, ProcessContext)] = [(main, tracee, ctx)]
+        for t in p.threads where t.tid != main.tid {
+            let tid = try Threads.clone(t.tid, ctx: ctx, processOuter: pid)
+            let tctx = ProcessContext(pid: tid, memory: memory, gadget: ctx.syscall.gadget)
+            tctx.scratch = ctx.scratch
+            threads.append((t, Tracee(tid: tid), tctx))
+        }
+        for (t, _, tctx) in threads {
+            try ThreadState.restoreKernelState(t, ctx: tctx)
+        }
+        try SignalState.restorePending(p.signals, ctx: ctx, tgid: innerPid)
+        for (t, _, tctx) in threads {
+            try ThreadState.restorePending(t, ctx: tctx, tgid: innerPid, tid: t.tid)
+        }
+        if setExe {
+            // The job never had these capabilities: every thread gives them up.
+            for (_, _, tctx) in threads { try Threads.dropCapabilities(ctx: tctx) }
+        }
         try ctx.syscall.check("unmapping restore work space", SYS.munmap, scratchAddr, UInt64(scratchSize))
-        try ThreadState.restoreRegisters(thread, tracee: tracee, xfeatures: m.cpu.xfeatures)
-        tracee.detach()
-        done = true
-        return pid
+        for (t, tr, _) in threads {
+            try ThreadState.restoreRegisters(t, tracee: tr, xfeatures: m.cpu.xfeatures)
+        }
+        return threads.map { $0.1 }
     }
 
     private func spawnHusk(_ p: ProcessRecord, fds: [(src: Int32, dst: Int32, opened: Bool)],

@@ -76,13 +76,22 @@ enum ProcessAttributes {
 
     /// prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/brk/stack/arg/env/auxv in one
     /// call, which the kernel allows an unprivileged process to do to itself.
-    static func restoreMM(_ mm: MMRecord, ctx: ProcessContext) throws(GhostError) {
+    /// With `exe`, /proc/PID/exe is set to it too (exe_fd; needs
+    /// CAP_SYS_ADMIN in the process's user namespace, which a husk there has).
+    static func restoreMM(_ mm: MMRecord, ctx: ProcessContext, exe: String? = nil) throws(GhostError) {
+        var exeFD: UInt32 = UInt32.max
+        if let exe {
+            let path = try ctx.scratch.putString(exe, at: 3072)
+            exeFD = UInt32(try ctx.syscall.check("opening \(exe)", SYS.openat, UInt64(bitPattern: Int64(AT_FDCWD)), path,
+                                                 UInt64(O_RDONLY | O_CLOEXEC)))
+        }
+        defer { if exeFD != UInt32.max { _ = try? ctx.syscall.call(SYS.close, UInt64(exeFD)) } }
         let auxBytes = Array<UInt8>.le(contentsOf: mm.auxv)
         let auxAddr = try ctx.scratch.put(auxBytes, at: 512)
         // struct prctl_mm_map: 13 u64 fields, then auxv_size (u32) and exe_fd (u32).
         var map = Array<UInt8>.le(mm.startCode, mm.endCode, mm.startData, mm.endData, mm.startBrk, mm.brk,
                                   mm.startStack, mm.argStart, mm.argEnd, mm.envStart, mm.envEnd, auxAddr)
-        map += Array<UInt8>.le32(UInt32(auxBytes.count), UInt32.max)
+        map += Array<UInt8>.le32(UInt32(auxBytes.count), exeFD)
         try ctx.scratch.put(map, at: 0)
         let prSetMM: UInt64 = 35, prSetMMMap: UInt64 = 14
         try ctx.syscall.check("prctl(PR_SET_MM_MAP)", SYS.prctl, prSetMM, prSetMMMap, ctx.scratch.address, UInt64(map.count))

@@ -67,12 +67,13 @@ enum ThreadState {
 
     /// Queues the thread's private pending signals (the thread is its own
     /// sender, which the kernel allows for any si_code).
-    static func restorePending(_ t: ThreadRecord, ctx: ProcessContext, tgid: pid_t) throws(GhostError) {
+    /// `tgid` and `tid` are the PIDs as the process itself sees them.
+    static func restorePending(_ t: ThreadRecord, ctx: ProcessContext, tgid: pid_t, tid: pid_t) throws(GhostError) {
         for info in t.pending {
             let sig = UInt64(info.u32(at: 0))
             try ctx.scratch.put(info, at: 256)
             try ctx.syscall.check("queueing pending signal \(sig)", SYS.rt_tgsigqueueinfo,
-                                  UInt64(tgid), UInt64(tgid), sig, ctx.scratch.address + 256)
+                                  UInt64(tgid), UInt64(tid), sig, ctx.scratch.address + 256)
         }
     }
 

@@ -21,8 +21,11 @@ public final class Supervisor {
     let store: ImageStore
     var job: JobRecord
     let policy: SupervisorPolicy
-    /// 0 while suspended (the job exists only as its image).
+    /// The job's main process (0 while suspended: the job exists only as its image).
     var jobPid: pid_t = 0
+    /// ghost-init, PID 1 of the job's namespaces, when it has them: the job ends when it ends.
+    var initPid: pid_t = 0
+    var handle: JobHandle { JobHandle(initPid: initPid == 0 ? nil : initPid, rootPid: jobPid) }
     private let signalFD: Int32
     private var stopping = false
 
@@ -52,17 +55,33 @@ public final class Supervisor {
         self.signalFD = Supervisor.sharedFD
     }
 
-    /// Starts `program` (already resolved to a path) as the job.
-    public func launch(path: String, argv: [String]) throws(GhostError) -> pid_t {
-        var err: Int32 = 0
+    /// Starts `program` (already resolved to a path) as the job, in its own
+    /// user + PID namespaces when `namespaces` (then its PIDs can be restored).
+    public func launch(path: String, argv: [String], namespaces: Bool) throws(GhostError) -> pid_t {
+        var err: Int32 = 0, step: Int32 = 0
         let env = environ()
+        if namespaces {
+            let ip = withCStrings(argv) { a in withCStrings(env) { e in ghost_spawn_ns(path, a, e, &err, &step) } }
+            if ip < 0 {
+                let what = ["", "creating namespaces", "mapping the user and group ids", "mounting /proc",
+                            "fork", "executing \(path)"]
+                throw .system(what[Int(step) < what.count ? Int(step) : 0], errno: err)
+            }
+            initPid = ip
+            jobPid = (try? ProcFS.children(ip).first) ?? 0
+            if jobPid == 0 { throw .system("the job ended at once", errno: ECHILD) }
+            return jobPid
+        }
         let pid = withCStrings(argv) { a in withCStrings(env) { e in ghost_spawn(path, a, e, SIGKILL, &err) } }
         if pid < 0 { throw .system("executing \(path)", errno: err) }
         jobPid = pid
         return pid
     }
 
-    public func adopt(pid: pid_t) { jobPid = pid }
+    public func adopt(_ job: JobHandle) {
+        jobPid = job.rootPid
+        initPid = job.initPid ?? 0
+    }
 
     public func run() -> Int32 {
         var nextCheckpoint = job.checkpointInterval.map { Clock.now() + $0 }
@@ -122,7 +141,7 @@ public final class Supervisor {
     }
 
     private func reapedDuringCheckpoint() -> Int32? {
-        guard let status = ReapedChildren.take(jobPid) else { return nil }
+        guard let status = ReapedChildren.take(initPid != 0 ? initPid : jobPid) else { return nil }
         return Self.exitCode(status)
     }
 
@@ -137,7 +156,8 @@ public final class Supervisor {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG | __WALL)
             if pid <= 0 { break }
-            if pid == jobPid && jobPid != 0 && (ghost_wifexited(status) != 0 || ghost_wifsignaled(status) != 0) {
+            let main = initPid != 0 ? initPid : jobPid
+            if pid == main && main != 0 && (ghost_wifexited(status) != 0 || ghost_wifsignaled(status) != 0) {
                 result = Self.exitCode(status)
             }
         }
@@ -149,7 +169,7 @@ public final class Supervisor {
     public func checkpoint(reason: String) -> CheckpointResult? {
         let cp = Checkpointer(store: store, job: job)
         do {
-            let r = try cp.checkpoint(pid: jobPid)
+            let r = try cp.checkpoint(handle)
             Log.info("checkpoint \(r.number) done: memory \(Log.size(r.mappedBytes)), stored \(Log.size(r.storedBytes)), "
                 + "wrote \(Log.size(r.writtenBytes)) (\(r.chunksWritten) new chunks, \(r.chunksReused) reused), "
                 + "\(Log.ms(r.seconds)) total, frozen \(Log.ms(r.frozenSeconds)) [\(reason)] -> \(store.path)")
@@ -189,10 +209,12 @@ public final class Supervisor {
     }
 
     private func killAndReap() {
-        kill(jobPid, SIGKILL)
+        let main = initPid != 0 ? initPid : jobPid   // killing ghost-init ends its whole namespace
+        kill(main, SIGKILL)
         var status: Int32 = 0
-        while waitpid(jobPid, &status, __WALL) < 0 && errno == EINTR {}
+        while waitpid(main, &status, __WALL) < 0 && errno == EINTR {}
         jobPid = 0
+        initPid = 0
     }
 
     /// Checkpoint, then end the job's processes so their memory is freed;
@@ -212,7 +234,7 @@ public final class Supervisor {
         let restorer = Restorer(store: store, warn: { Log.warn($0) })
         do {
             let (n, m) = try restorer.load(number: nil)
-            jobPid = try restorer.restore(m)
+            adopt(try restorer.restore(m))
             Log.info("resumed checkpoint \(n) as pid \(jobPid)")
         } catch {
             Log.info("resume failed: \(error); still suspended")
