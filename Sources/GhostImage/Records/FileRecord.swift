@@ -23,9 +23,11 @@ public struct FDRecord: Codable, Sendable {
     public var stdio: Int32?
     /// Size and mtime of the file at checkpoint time (regular files only).
     public var identity: FileIdentity?
-    /// A lower descriptor of the same process sharing this open file
-    /// description (dup): restored as a dup, so the offset stays shared.
+    /// An earlier descriptor sharing this open file description (a dup, or
+    /// inherited across fork): restored as the same description, so the
+    /// offset stays shared. In process `sameAsPid`, or this one when nil.
     public var sameAs: Int32?
+    public var sameAsPid: Int32?
     /// For `pipe`: which pipe, and (on one of its records) the bytes that were
     /// buffered in it.
     public var pipe: PipeRecord?

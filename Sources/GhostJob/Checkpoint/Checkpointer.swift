@@ -48,6 +48,9 @@ public struct Checkpointer {
         for m in tree.members {
             captured.append(try captureProcess(m, job: job, outerToInner: outerToInner, writer: writer, stats: &memStats))
         }
+        var fdLists = captured.map { $0.record.fds }
+        try FileState.link(&fdLists, outer: tree.members.map(\.pid), inner: captured.map(\.record.pid), writer: writer)
+        for i in captured.indices { captured[i].record.fds = fdLists[i] }
         tree.thaw()
         let frozen = Clock.now() - t0
 

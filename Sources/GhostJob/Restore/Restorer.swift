@@ -84,9 +84,9 @@ public struct Restorer {
     private func restoreByExec(_ m: Manifest) throws(GhostError) -> pid_t {
         let p = m.processes[0]
         // Descriptors are opened here and inherited by the husk at their numbers.
-        let prepared = try FileState.prepare(p.fds, store: store)
-        let fds = prepared.filter { $0.dst >= 0 }
-        defer { for f in prepared where f.opened { close(f.src) } }
+        let table = FileState.Table()
+        defer { table.closeAll() }
+        let fds = try FileState.prepare(p.fds, pid: p.pid, allRecords: [(p.pid, p.fds)], table: table, store: store)
         let limits = ProcessAttributes.limitsForHusk(p.rlimits, warn: warn)
         let pid = try spawnHusk(p, fds: fds, limits: limits)
         var done = false
@@ -103,10 +103,13 @@ public struct Restorer {
     /// (clone3 set_tid, inside namespaces ghost owns), each then filled in.
     private func restoreInNamespaces(_ m: Manifest) throws(GhostError) -> JobHandle {
         let procs = m.processes
-        var prepared: [[(src: Int32, dst: Int32, opened: Bool)]] = []
-        defer { for list in prepared { for f in list where f.opened { close(f.src) } } }
+        let table = FileState.Table()
+        defer { table.closeAll() }
+        let all = procs.map { (pid: $0.pid, fds: $0.fds) }
+        var prepared: [[(src: Int32, dst: Int32)]] = []
         for p in procs {
-            prepared.append(p.zombieStatus == nil ? try FileState.prepare(p.fds, store: store) : [])
+            prepared.append(p.zombieStatus == nil
+                ? try FileState.prepare(p.fds, pid: p.pid, allRecords: all, table: table, store: store) : [])
         }
         var hold: [Int32] = [0, 0]
         if ghost_pipe2(&hold, O_CLOEXEC) != 0 { throw .errno("pipe2") }
@@ -135,7 +138,7 @@ public struct Restorer {
         var specs: [ghost_tree_proc] = []
         for (i, p) in procs.enumerated() {
             let cwd = strdup(p.cwd); cstrings.append(cwd)
-            let fds = prepared[i].filter { $0.dst >= 0 }
+            let fds = prepared[i]
             let sid = index[p.sid] != nil ? p.sid : 0, pgid = index[p.pgid] != nil ? p.pgid : 0
             specs.append(ghost_tree_proc(
                 pid: p.pid, parent: Int32(index[p.ppid] ?? -1), sid: sid, pgid: pgid,
@@ -264,7 +267,7 @@ public struct Restorer {
         return threads.map { $0.1 }
     }
 
-    private func spawnHusk(_ p: ProcessRecord, fds: [(src: Int32, dst: Int32, opened: Bool)],
+    private func spawnHusk(_ p: ProcessRecord, fds: [(src: Int32, dst: Int32)],
                            limits: [RlimitRecord]) throws(GhostError) -> pid_t {
         var err: Int32 = 0, step: Int32 = 0
         let src = fds.map(\.src), dst = fds.map(\.dst)

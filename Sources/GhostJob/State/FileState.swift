@@ -53,36 +53,57 @@ enum FileState {
                     + "ghost cannot checkpoint that kind of descriptor yet")
             }
         }
-        try capturePipes(&out, pid: pid, writer: writer)
         return out
     }
 
-    /// Pipes: both ends must be in the job (a pipe to the launcher was bound
-    /// above as `stdio`). The bytes buffered in each are copied with tee(),
-    /// which leaves them in place for the running job.
-    static func capturePipes(_ records: inout [FDRecord], pid: pid_t, writer: CheckpointWriter) throws(GhostError) {
+    /// Across the job's processes (outer PIDs in `outer`, records in the same
+    /// order): links descriptors that share an open file description with an
+    /// earlier one (fork inheritance), and captures pipes, whose ends must all
+    /// be inside the job.
+    static func link(_ records: inout [[FDRecord]], outer: [pid_t], inner: [pid_t],
+                     writer: CheckpointWriter) throws(GhostError) {
+        for (pi, pid) in outer.enumerated() {
+            for i in records[pi].indices where records[pi][i].kind != .stdio && records[pi][i].sameAs == nil {
+                let r = records[pi][i]
+                search: for pj in 0..<pi {
+                    for e in records[pj] where e.kind == r.kind && e.path == r.path && e.sameAs == nil {
+                        if same(outer[pj], e.fd, pid, r.fd) {
+                            records[pi][i].sameAs = e.fd
+                            records[pi][i].sameAsPid = inner[pj]
+                            break search
+                        }
+                    }
+                }
+            }
+        }
         var done = Set<UInt64>()
-        for i in records.indices where records[i].kind == .pipe {
-            let id = records[i].pipe!.id
-            let ends = records.filter { $0.kind == .pipe && $0.pipe?.id == id }
-            let readers = ends.filter { $0.flags & O_ACCMODE == O_RDONLY }
-            if readers.isEmpty || readers.count == ends.count {
-                throw .unsupported("fd \(records[i].fd) of process \(pid) is one end of a pipe (\(records[i].path)) whose other "
-                    + "end is outside the job; ghost cannot checkpoint pipes to other programs yet")
+        for (pi, pid) in outer.enumerated() {
+            for i in records[pi].indices where records[pi][i].kind == .pipe && records[pi][i].sameAs == nil {
+                let id = records[pi][i].pipe!.id
+                if done.contains(id) { continue }
+                done.insert(id)
+                var readers: [(pid_t, Int32)] = [], writers = 0
+                for (pj, p2) in outer.enumerated() {
+                    for e in records[pj] where e.kind == .pipe && e.pipe?.id == id {
+                        if e.flags & O_ACCMODE == O_RDONLY { readers.append((p2, e.fd)) } else { writers += 1 }
+                    }
+                }
+                if readers.isEmpty || writers == 0 {
+                    throw .unsupported("fd \(records[pi][i].fd) of process \(pid) is one end of a pipe (\(records[pi][i].path)) "
+                        + "whose other end is outside the job; ghost cannot checkpoint pipes to other programs yet")
+                }
+                let local = ghost_grab_fd(readers[0].0, readers[0].1)
+                if local < 0 { throw .errno("duplicating fd \(readers[0].1) of process \(readers[0].0) (pidfd_getfd)") }
+                defer { close(local) }
+                let capacity = Int(ghost_pipe_size(local))
+                let data = try peekPipe(local, capacity: capacity)
+                var chunk: ChunkID? = nil
+                if !data.isEmpty {
+                    let r: Result<ChunkID, ImageError> = data.withUnsafeBytes { b in Result { () throws(ImageError) in try writer.put(b) } }
+                    switch r { case .success(let c): chunk = c; case .failure(let e): throw .image(e) }
+                }
+                records[pi][i].pipe = PipeRecord(id: id, capacity: capacity, data: chunk, dataLength: data.count)
             }
-            if done.contains(id) { continue }
-            done.insert(id)
-            let local = ghost_grab_fd(pid, readers[0].fd)
-            if local < 0 { throw .errno("duplicating fd \(readers[0].fd) of process \(pid) (pidfd_getfd)") }
-            defer { close(local) }
-            let capacity = Int(ghost_pipe_size(local))
-            let data = try peekPipe(local, capacity: capacity)
-            var chunk: ChunkID? = nil
-            if !data.isEmpty {
-                let r: Result<ChunkID, ImageError> = data.withUnsafeBytes { b in Result { () throws(ImageError) in try writer.put(b) } }
-                switch r { case .success(let id): chunk = id; case .failure(let e): throw .image(e) }
-            }
-            records[i].pipe = PipeRecord(id: id, capacity: capacity, data: chunk, dataLength: data.count)
         }
     }
 
@@ -117,60 +138,73 @@ enum FileState {
         ghost_kcmp(p1, p2, fd1, fd2) == 0
     }
 
-    /// Opens, in the resuming tool, each descriptor the job had, after checking
-    /// its file. Files the job was writing are cut back to their size at the
-    /// checkpoint. Returns (source fd here, fd number in the job, whether the
-    /// source was opened here and must be closed after the husk has it).
-    static func prepare(_ records: [FDRecord], store: ImageStore) throws(GhostError) -> [(src: Int32, dst: Int32, opened: Bool)] {
-        var out: [(src: Int32, dst: Int32, opened: Bool)] = []
+    /// The job's open file descriptions, opened once in the resuming tool and
+    /// handed to every husk that had them.
+    final class Table {
+        var bySlot: [String: Int32] = [:]          // "pid:fd" -> our descriptor
         var pipes: [UInt64: (read: Int32, write: Int32)] = [:]
-        var ok = false
-        defer { if !ok { for f in out where f.opened { close(f.src) } } }
+        var opened: [Int32] = []
         var truncated = Set<String>()
+        func closeAll() { for fd in opened { close(fd) }; opened = [] }
+    }
+
+    /// Opens, in the resuming tool, each descriptor process `pid` had, after
+    /// checking its file. Files the job was writing are cut back to their size
+    /// at the checkpoint. Returns (our descriptor, number in the job) pairs;
+    /// the descriptors stay owned by `table`.
+    static func prepare(_ records: [FDRecord], pid: Int32, allRecords: [(pid: Int32, fds: [FDRecord])],
+                        table: Table, store: ImageStore) throws(GhostError) -> [(src: Int32, dst: Int32)] {
+        var out: [(src: Int32, dst: Int32)] = []
         for r in records {
-            if let s = r.sameAs, let shared = out.first(where: { $0.dst == s }) {
-                out.append((shared.src, r.fd, false)); continue
-            }
-            switch r.kind {
-            case .pipe:
-                guard let id = r.pipe?.id else { throw .badImage("pipe record without pipe for fd \(r.fd)") }
-                if pipes[id] == nil {
-                    let all = records.filter { $0.kind == .pipe && $0.pipe?.id == id }
-                    let ends = try makePipe(all, store: store)
-                    pipes[id] = ends
-                    out.append((ends.read, -1, true)); out.append((ends.write, -1, true))
-                }
-                let ends = pipes[id]!
-                out.append((r.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write, r.fd, false))
-            case .stdio:
-                let k = r.stdio ?? 0
-                if fcntl(k, F_GETFD) >= 0 {
-                    out.append((k, r.fd, false))
-                } else {
-                    // The launcher had it (inherited from its own parent); this one does not.
-                    let fd = open("/dev/null", O_RDWR | O_CLOEXEC)
-                    Log.warn("fd \(r.fd) of the job was the launcher's fd \(k) (\(r.path)), which ghost-resume does not have; "
-                        + "it is /dev/null now")
-                    out.append((fd, r.fd, true))
-                }
-            case .file, .device:
-                if r.kind == .file, let id = r.identity {
-                    try reconcile(r, id, truncated: &truncated)
-                }
-                let flags = r.flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
-                let fd = open(r.path, flags)
-                if fd < 0 {
-                    throw .fileChanged("cannot reopen \(r.path) (fd \(r.fd) of the job): \(String(cString: strerror(errno)))")
-                }
-                if r.offset != 0 && lseek(fd, off_t(r.offset), SEEK_SET) < 0 && r.kind == .file {
-                    throw .errno("seeking \(r.path) to \(r.offset)")
-                }
-                out.append((fd, r.fd, true))
-            }
+            let src = try open(r, pid: pid, allRecords: allRecords, table: table, store: store)
+            table.bySlot["\(pid):\(r.fd)"] = src
+            out.append((src, r.fd))
         }
-        ok = true
-        // Entries with dst -1 only carry ownership of pipe ends for closing.
         return out
+    }
+
+    private static func open(_ r: FDRecord, pid: Int32, allRecords: [(pid: Int32, fds: [FDRecord])],
+                             table: Table, store: ImageStore) throws(GhostError) -> Int32 {
+        if let s = r.sameAs {
+            let key = "\(r.sameAsPid ?? pid):\(s)"
+            guard let src = table.bySlot[key] else { throw .badImage("fd \(r.fd) of process \(pid) shares fd \(key), which is missing") }
+            return src
+        }
+        switch r.kind {
+        case .pipe:
+            guard let id = r.pipe?.id else { throw .badImage("pipe record without pipe for fd \(r.fd)") }
+            if table.pipes[id] == nil {
+                let all = allRecords.flatMap { $0.fds }.filter { $0.kind == .pipe && $0.pipe?.id == id }
+                let ends = try makePipe(all, store: store)
+                table.pipes[id] = ends
+                table.opened += [ends.read, ends.write]
+            }
+            let ends = table.pipes[id]!
+            return r.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write
+        case .stdio:
+            let k = r.stdio ?? 0
+            if fcntl(k, F_GETFD) >= 0 { return k }
+            // The launcher had it (inherited from its own parent); this one does not.
+            let fd = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
+            table.opened.append(fd)
+            Log.warn("fd \(r.fd) of the job was the launcher's fd \(k) (\(r.path)), which ghost-resume does not have; "
+                + "it is /dev/null now")
+            return fd
+        case .file, .device:
+            if r.kind == .file, let id = r.identity {
+                try reconcile(r, id, truncated: &table.truncated)
+            }
+            let flags = r.flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
+            let fd = Glibc.open(r.path, flags)
+            if fd < 0 {
+                throw .fileChanged("cannot reopen \(r.path) (fd \(r.fd) of the job): \(String(cString: strerror(errno)))")
+            }
+            table.opened.append(fd)
+            if r.offset != 0 && lseek(fd, off_t(r.offset), SEEK_SET) < 0 && r.kind == .file {
+                throw .errno("seeking \(r.path) to \(r.offset)")
+            }
+            return fd
+        }
     }
 
     /// A new pipe with the old one's capacity, flags and buffered bytes.
