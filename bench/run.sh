@@ -29,6 +29,7 @@ Set GHOST_BIN_DIR to use already built ghost-run/ghost-resume instead of buildin
 EOF
 }
 
+CMDLINE="bench/run.sh${*:+ $*}"
 QUICK=0 RUNS= SIZES_ARG= DO_CRIU=1 DO_MGS=1 DO_DIRTY=1
 while [ $# -gt 0 ]; do
   case $1 in
@@ -496,7 +497,7 @@ REPORT=$WORK/report.md
 {
   echo "# ghost speed benchmark"
   echo
-  echo "$START_DATE · $(hostname) · $CPU, $(nproc) cores, $MEMTOTAL RAM · kernel $(uname -r) · THP $THP · images on $FSINFO"
+  echo "\`$CMDLINE\` · $START_DATE · $(hostname) · $CPU, $(nproc) cores, $MEMTOTAL RAM · kernel $(uname -r) · THP $THP · images on $FSINFO"
   echo "ghost $GITREV$([ "$GITDIRTY" -gt 0 ] && echo " + $GITDIRTY uncommitted change(s) in Sources/") (release build) · zstd $(zstd --version 2>/dev/null | grep -oE 'v[0-9.]+' | head -1) · load average $LOAD0 at start, $LOAD1 at end · took $(( (EPOCHSECONDS - START_S + 30) / 60 )) min"
   echo "workload: halfrandom N MiB (half random pages, half written zero pages), warmed up; $RUNS runs per figure: median [min–max]; times in ms;"
   echo "'longest stop seen by the job' = longest gap in the job's 1 ms sleep loop during the checkpoint ($STALL_MS = none of $STALL_MS ms or more)"
@@ -570,8 +571,13 @@ REPORT=$WORK/report.md
   if [ -n "$CRIU_STATE" ]; then
     line="| CRIU |"; for S in "${SIZES[@]}"; do line="$line $CRIU_STATE |"; done; echo "$line"
   else
-    line="| criu dump = frozen (ms) |"; any=0
-    for S in "${SIZES[@]}"; do line="$line $(cell "$S" cr_dump) |"; [ -n "$(med "$S" cr_dump)" ] && any=1; done
+    line="| criu dump = frozen (ms) |"; any=0 prev=
+    for S in "${SIZES[@]}"; do
+      c=$(cell "$S" cr_dump); [ -n "$(med "$S" cr_dump)" ] && any=1
+      if [ -n "$prev" ] && [ "$c" = "$prev" ] && [ -z "$(med "$S" cr_dump)" ]; then line="$line (same error) |"
+      else line="$line $c |"; fi
+      prev=$c
+    done
     echo "$line"
     [ $any = 1 ] || { CRIU_ONLY_ERRORS=1; }
   fi

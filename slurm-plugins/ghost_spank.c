@@ -267,9 +267,11 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
 
     /* spank_option_register is the only way that works in every context,
      * sbatch/salloc (allocator) included. */
+    spank_context_t ctx = spank_context();
+    int needed = ctx == S_CTX_LOCAL || ctx == S_CTX_REMOTE || ctx == S_CTX_ALLOCATOR;
     for (struct spank_option *o = options; o->name; o++) {
         spank_err_t rc = spank_option_register(sp, o);
-        if (rc != ESPANK_SUCCESS) {
+        if (rc != ESPANK_SUCCESS && needed) {
             slurm_error("ghost: cannot register --%s: %s", o->name, spank_strerror(rc));
             return -1;
         }

@@ -53,9 +53,20 @@ done
 [ "$(id -u)" = 0 ] || { echo "run.sh: must run as root (it starts the Slurm daemons); try sudo" >&2; exit 1; }
 
 T0=$SECONDS
+# Processes started here (the stand-in ghost-run) must not inherit the
+# caller's stray descriptors.
+for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+done
 note() { printf '[%4ds] %s\n' $((SECONDS - T0)) "$*"; }
 
 # ------------------------------------------------------------------ set-up
+if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
+    note "installing gcc make (for mgs and the SPANK plugin)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc make libc6-dev >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc make libc6-dev >/dev/null; }
+fi
 "$ROOT/scripts/slurm/up.sh" || { echo "0 passed, 1 failed"; exit 1; }
 NODE=$(sinfo -h -N -o '%N' | head -n1)
 UHOME=$(getent passwd "$TUSER" | cut -d: -f6)
@@ -150,13 +161,16 @@ has() { grep -qE -- "$2" "$1" 2>/dev/null; }          # has FILE REGEX
 lines() { [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }   # lines FILE N
 
 # Reference results of plain, uninterrupted runs: ref N REPS -> path
-ref_path() { echo "$WORK/ref/n$1-r$2.txt"; }
+# They are kept in $REFS, keyed by the mgs binary, so a second run of the
+# suite does not compute them again.
+REFS=${GHOST_SLURM_REFS:-/var/lib/ghost-slurm/refs}/$(sha256sum "$BIN/mgs" | cut -c1-16)
+mkdir -p "$REFS"
+ref_path() { echo "$REFS/n$1-r$2.txt"; }
 start_ref() {
-    mkdir -p "$WORK/ref"
     local out; out=$(ref_path "$1" "$2")
-    [ -f "$out.started" ] && return 0
-    touch "$out.started"
-    ( "$BIN/mgs" -n "$1" -r "$2" -q -o "$out.tmp" >/dev/null 2>&1 && mv "$out.tmp" "$out" ) &
+    [ -f "$out" ] || [ -f "$out.$$" ] && return 0
+    : >"$out.$$"
+    ( nice -n 5 "$BIN/mgs" -n "$1" -r "$2" -q -o "$out.tmp.$$" >/dev/null 2>&1 && mv "$out.tmp.$$" "$out"; rm -f "$out.$$" ) &
 }
 ref() {
     local out; out=$(ref_path "$1" "$2")
@@ -266,13 +280,17 @@ t_slurmd_kill() {
         fail lock "a second ghost-run on a locked image dir exited $rc without naming the holder pid@host: $(head -c 300 "$T/second.err")"
     fi
     local old_gr=${holder%@*}
-    [ -n "$old_gr" ] || old_gr=$(pgrep -u "$TUSER" -x ghost-run | head -n1)
 
     note "slurmd-kill: kill -9 slurmd (ghost-run pid ${old_gr:-?} keeps running)"
     local before; before=$(newest_checkpoint "$T/img")
     kill -9 "$(cat /run/ghost-slurm/slurmd.pid)"
     why=$(wait_until 150 "slurmctld to requeue the job (SlurmdTimeout)" bash -c "[ \"\$(scontrol show job -o $j | grep -o 'Restarts=[0-9]*')\" = Restarts=1 ]")
     if [ -n "$why" ]; then fail slurmd-kill "$why"; "$ROOT/scripts/slurm/up.sh" >/dev/null; show "$T/out"; return; fi
+    # Hold the requeued job until slurmd is back: if it is launched in the
+    # same second as the returning slurmd reports the stale job, slurmd
+    # refuses it ("Job credential revoked") and the job is lost, not
+    # requeued again (Slurm 22.05; see docs/SLURM.md).
+    scontrol hold "$j"
     local orphan_ok=0 after
     [ -n "$old_gr" ] && [ -d "/proc/$old_gr" ] && orphan_ok=1
     sleep 4     # one more interval: the orphan keeps checkpointing
@@ -293,6 +311,12 @@ t_slurmd_kill() {
     [ -n "$why" ] && { fail slurmd-kill "$why"; show "$T/stand-in.err"; }
     note "slurmd-kill: restarting slurmd"
     "$ROOT/scripts/slurm/up.sh" >"$T/up.log" 2>&1 || { fail slurmd-kill "slurmd did not come back: $(tail -n 5 "$T/up.log")"; return; }
+    # Release only when the old copy's slurmstepds are gone: the stale batch
+    # step reports "job complete" when it finally exits, and slurmctld applies
+    # that to whatever run of the job is current (seen: the new run killed).
+    wait_until 60 "the old slurmstepds of job $j to exit" no_stepd_of "$j" >/dev/null
+    sleep 1
+    scontrol release "$j"
     why=$(wait_until 90 "the requeued job to wait for the lock" has "$T/out" "is in use by ghost")
     local waited=0
     [ -z "$why" ] && waited=1
@@ -374,6 +398,23 @@ t_term() {
     fi
 }
 
+# children_of PID -> pids whose parent is PID (from /proc; no procps needed)
+children_of() {
+    local f
+    for f in /proc/[0-9]*/stat; do
+        awk -v p="$1" '{ sub(/^.*\) /, ""); if ($2 == p) { split(FILENAME, a, "/"); print a[3] } }' "$f" 2>/dev/null
+    done
+}
+
+# no_stepd_of JOB -> true when no slurmstepd of JOB runs on this machine
+no_stepd_of() {
+    local f
+    for f in /proc/[0-9]*/cmdline; do
+        case "$(tr '\0' ' ' <"$f" 2>/dev/null)" in "slurmstepd: [$1."*) return 1 ;; esac
+    done
+    return 0
+}
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 t_suspend() {
@@ -403,14 +444,15 @@ EOF
     fi
     if [ -z "$why" ]; then
         [ -d "/proc/$gr" ] || why="ghost-run (pid $gr) did not stay"
-        [ -n "$(pgrep -P "$gr")" ] && why="ghost-run still has a child while suspended: $(pgrep -a -P "$gr")"
+        [ -n "$(children_of "$gr")" ] && why="ghost-run still has a child while suspended: pid $(children_of "$gr")"
         rss_gr_after=$(rss_kb "$gr")
         local n1; n1=$(wc -l <"$T/result"); sleep 3
         [ "$(wc -l <"$T/result")" = "$n1" ] || why="the result file grew while suspended"
         [ "$(job_field "$j" JobState)" = RUNNING ] || why="the Slurm job is $(job_field "$j" JobState) while suspended, not RUNNING"
     fi
     if [ -z "$why" ]; then
-        as_user scancel --signal=WINCH --batch "$j"
+        # scancel knows no SIGWINCH by name in 22.05 ("Unknown job signal: WINCH"): use its number.
+        as_user scancel --signal="$(kill -l WINCH)" --batch "$j"
         why=$(wait_until 60 "'ghost: resumed checkpoint'" has "$T/out" "^ghost: resumed checkpoint")
     fi
     if [ -z "$why" ]; then
