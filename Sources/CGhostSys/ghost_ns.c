@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mount.h>
@@ -134,18 +135,37 @@ fail:
     return -1;
 }
 
+// The first child of `pid` as we see it (from /proc/PID/task/PID/children), or 0.
+static pid_t first_child(pid_t pid) {
+    char path[80], buf[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", pid, pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    return (pid_t)atoi(buf);
+}
+
 pid_t ghost_spawn_ns(const char *path, char *const argv[], char *const envp[],
-                     int *err_errno, int *err_step) {
-    int go[2], rep[2];
+                     pid_t *job_out, int *err_errno, int *err_step) {
+    int go[2], rep[2], start[2];
     if (pipe2(go, O_CLOEXEC) != 0) { *err_errno = errno; *err_step = 1; return -1; }
     if (pipe2(rep, O_CLOEXEC) != 0) { *err_errno = errno; *err_step = 1; close(go[0]); close(go[1]); return -1; }
+    if (pipe2(start, O_CLOEXEC) != 0) { *err_errno = errno; *err_step = 1; close(go[0]); close(go[1]); close(rep[0]); close(rep[1]); return -1; }
     pid_t init = clone_namespaces(go[0], go[1], rep[0], rep[1], err_errno, err_step);
-    if (init < 0) { close(rep[0]); close(rep[1]); return -1; }
+    if (init < 0) { close(rep[0]); close(rep[1]); close(start[0]); close(start[1]); return -1; }
     if (init == 0) {
+        close(start[1]);
         pid_t job = fork();
         if (job < 0) fail_report(rep[1], -1, 4, errno);
         if (job == 0) {
             reset_signals_ns();
+            // Wait until ghost knows our PID: a job that ends at once must
+            // not be gone before it is found.
+            char c;
+            if (read(start[0], &c, 1) != 1) _exit(127);
             execve(path, argv, envp);
             fail_report(rep[1], -1, 5, errno);
         }
@@ -156,6 +176,17 @@ pid_t ghost_spawn_ns(const char *path, char *const argv[], char *const envp[],
         init_loop(job);
     }
     close(rep[1]);
+    close(start[0]);
+    pid_t job = 0;
+    for (int i = 0; i < 5000 && job == 0; i++) {
+        job = first_child(init);
+        if (job == 0) usleep(1000);
+    }
+    *job_out = job;
+    char c = 1;
+    ssize_t w = write(start[1], &c, 1);
+    (void)w;
+    close(start[1]);
     // EOF on the report pipe = the job's exec closed the last copy: success.
     return wait_reports(init, rep[0], 0, err_errno, err_step, NULL);
 }

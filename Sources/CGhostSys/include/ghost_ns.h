@@ -11,8 +11,9 @@
 /// child (PID 2) and exits with its status (128+N for signal N), killing the
 /// rest of the namespace. Returns ghost-init's pid here, or -1 with *err_errno
 /// and *err_step (1 clone, 2 uid/gid map, 3 mount /proc, 4 fork, 5 exec).
+/// *job_out receives the job's pid as we see it.
 pid_t ghost_spawn_ns(const char *path, char *const argv[], char *const envp[],
-                     int *err_errno, int *err_step);
+                     pid_t *job_out, int *err_errno, int *err_step);
 
 /// One process to rebuild inside new namespaces.
 struct ghost_tree_proc {

@@ -61,15 +61,16 @@ public final class Supervisor {
         var err: Int32 = 0, step: Int32 = 0
         let env = environ()
         if namespaces {
-            let ip = withCStrings(argv) { a in withCStrings(env) { e in ghost_spawn_ns(path, a, e, &err, &step) } }
+            var job: pid_t = 0
+            let ip = withCStrings(argv) { a in withCStrings(env) { e in ghost_spawn_ns(path, a, e, &job, &err, &step) } }
             if ip < 0 {
                 let what = ["", "creating namespaces", "mapping the user and group ids", "mounting /proc",
                             "fork", "executing \(path)"]
                 throw .system(what[Int(step) < what.count ? Int(step) : 0], errno: err)
             }
             initPid = ip
-            jobPid = (try? ProcFS.children(ip).first) ?? 0
-            if jobPid == 0 { throw .system("the job ended at once", errno: ECHILD) }
+            jobPid = job
+            if jobPid == 0 { throw .system("the job's process did not appear", errno: ECHILD) }
             return jobPid
         }
         let pid = withCStrings(argv) { a in withCStrings(env) { e in ghost_spawn(path, a, e, SIGKILL, &err) } }
