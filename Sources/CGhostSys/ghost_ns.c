@@ -228,15 +228,18 @@ static void husk_fds(const struct ghost_tree *t, int i, int *hold_out, int *read
     int hold = ready < 0 ? -1 : fcntl(t->hold_fd, F_DUPFD_CLOEXEC, ready + 1);
     if (ready < 0 || hold < 0) fail_report(t->ready_fd, i, 3, errno);
     int base = hold + 1;
-    for (int k = 0; k < p->nfds; k++)
-        if (fcntl(p->fd_src[k], F_DUPFD, base + k) != base + k) fail_report(ready, i, 3, errno);
+    int moved[p->nfds > 0 ? p->nfds : 1];
+    for (int k = 0; k < p->nfds; k++) {
+        moved[k] = fcntl(p->fd_src[k], F_DUPFD, base);
+        if (moved[k] < base) fail_report(ready, i, 3, errno);
+    }
     for (int fd = 0; fd < ready; fd++) {
         int keep = 0;
         for (int k = 0; k < p->nfds; k++) if (p->fd_dst[k] == fd) keep = 1;
         if (!keep) close(fd);
     }
     for (int k = 0; k < p->nfds; k++)
-        if (dup2(base + k, p->fd_dst[k]) < 0) fail_report(ready, i, 3, errno);
+        if (dup2(moved[k], p->fd_dst[k]) < 0) fail_report(ready, i, 3, errno);
     syscall(SYS_close_range, (unsigned)base, ~0U, 0);
     *hold_out = hold;
     *ready_out = ready;

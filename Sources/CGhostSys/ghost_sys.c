@@ -209,8 +209,10 @@ pid_t ghost_husk_spawn(const struct ghost_husk_config *c, int *err_errno, int *e
         int rp = fcntl(p[1], F_DUPFD_CLOEXEC, top + 1);
         if (rp < 0) report_and_exit(p[1], 3, errno);
         int base = rp + 1;
+        int moved[c->nfds > 0 ? c->nfds : 1];
         for (int i = 0; i < c->nfds; i++) {
-            if (fcntl(c->fd_src[i], F_DUPFD, base + i) != base + i) report_and_exit(rp, 3, errno);
+            moved[i] = fcntl(c->fd_src[i], F_DUPFD, base);
+            if (moved[i] < base) report_and_exit(rp, 3, errno);
         }
         // Close everything below base except what becomes a job fd.
         for (int fd = 0; fd < rp; fd++) {
@@ -219,7 +221,7 @@ pid_t ghost_husk_spawn(const struct ghost_husk_config *c, int *err_errno, int *e
             if (!keep) close(fd);
         }
         for (int i = 0; i < c->nfds; i++) {
-            if (dup2(base + i, c->fd_dst[i]) < 0) report_and_exit(rp, 3, errno);
+            if (dup2(moved[i], c->fd_dst[i]) < 0) report_and_exit(rp, 3, errno);
         }
         syscall(SYS_close_range, (unsigned)base, ~0U, 0);
         // Limits last: a lowered RLIMIT_NOFILE must not stop the descriptor

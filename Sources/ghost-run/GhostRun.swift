@@ -118,6 +118,7 @@ struct GhostRun: ParsableCommand {
                          + "use another --image-dir for this one")
                 }
                 job.zstdLevel = zstdLevel
+                if job.checkpointInterval == nil { job.checkpointInterval = m.job.checkpointInterval }
                 sup = Supervisor(store: store, job: job, policy: policy)
                 let handle = try restorer.restore(m)
                 sup.adopt(handle)

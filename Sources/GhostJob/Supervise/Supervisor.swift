@@ -211,8 +211,14 @@ public final class Supervisor {
 
     private func killAndReap() {
         let main = initPid != 0 ? initPid : jobPid   // killing ghost-init ends its whole namespace
-        kill(main, SIGKILL)
         var status: Int32 = 0
+        if main != jobPid && jobPid != 0 {
+            // The job may still be seized by us: ghost-init cannot finish until
+            // we, its tracer, have reaped it.
+            kill(jobPid, SIGKILL)
+            while waitpid(jobPid, &status, __WALL) < 0 && errno == EINTR {}
+        }
+        kill(main, SIGKILL)
         while waitpid(main, &status, __WALL) < 0 && errno == EINTR {}
         jobPid = 0
         initPid = 0
