@@ -66,3 +66,14 @@ demo: build mgs
 clean:
 	rm -rf .build ghost-images
 	$(MAKE) -C examples/mgs clean
+
+# Slurm: a real single-node Slurm (root), the SPANK plugin, the end-to-end suite.
+.PHONY: test-slurm slurm-up slurm-down spank
+test-slurm: build
+	GHOST_BIN_DIR="$$($(SWIFT) build --show-bin-path $(SWIFTFLAGS))" Tests/slurm/run.sh
+slurm-up:
+	scripts/slurm/up.sh
+slurm-down:
+	scripts/slurm/down.sh
+spank:
+	$(MAKE) -C slurm-plugins

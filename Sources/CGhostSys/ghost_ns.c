@@ -96,6 +96,7 @@ static pid_t clone_namespaces(int go_read, int go_write, int rep_read, int rep_w
         if (read(go_read, &c, 1) != 1) _exit(127);
         close(go_read);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        prctl(PR_SET_NAME, "ghost-init");
         if (mount_proc() != 0) fail_report(rep_write, -1, 3, errno);
         return 0;
     }

@@ -434,6 +434,10 @@ EOF
     if [ -z "$why" ]; then
         pid=$(sed -n 's/^ghost: started pid \([0-9]*\).*/\1/p' "$T/out" | head -n1)
         gr=$(awk '/^PPid:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+        # In its namespaces the job's parent is ghost-init; ghost-run is above it.
+        if [ -n "$gr" ] && [ "$(cat /proc/$gr/comm 2>/dev/null)" != ghost-run ]; then
+            gr=$(awk '/^PPid:/ {print $2}' "/proc/$gr/status" 2>/dev/null)
+        fi
         rss_job=$(rss_kb "$pid"); rss_gr=$(rss_kb "$gr")
         [ -n "$pid" ] && [ -n "$gr" ] && [ "$rss_job" -gt 0 ] || why="cannot find the job process (pid '$pid', ghost-run '$gr')"
     fi
