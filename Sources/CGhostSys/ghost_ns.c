@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "ghost_ns.h"
+#include "ghost_child.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -18,19 +19,6 @@
 
 // Everything below the fork points runs in a child: async-signal-safe calls
 // only, no Swift, no malloc.
-
-static void reset_signals_ns(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    for (int s = 1; s < 65; s++) {
-        if (s == SIGKILL || s == SIGSTOP) continue;
-        sigaction(s, &sa, NULL);
-    }
-    sigset_t empty;
-    sigemptyset(&empty);
-    sigprocmask(SIG_SETMASK, &empty, NULL);
-}
 
 struct report { int index, step, err, hold; };
 
@@ -162,7 +150,7 @@ pid_t ghost_spawn_ns(const char *path, char *const argv[], char *const envp[],
         pid_t job = fork();
         if (job < 0) fail_report(rep[1], -1, 4, errno);
         if (job == 0) {
-            reset_signals_ns();
+            ghost_reset_signals();
             // Wait until ghost knows our PID: a job that ends at once must
             // not be gone before it is found.
             char c;
@@ -292,7 +280,7 @@ pid_t ghost_spawn_tree_ns(const struct ghost_tree *t, int *holds, int *err_errno
     pid_t init = clone_namespaces(go[0], go[1], rep[0], rep[1], err_errno, err_step);
     if (init < 0) { close(rep[0]); close(rep[1]); return -1; }
     if (init == 0) {
-        reset_signals_ns();
+        ghost_reset_signals();
         pid_t root = -1;
         for (int j = 0; j < tt.n; j++)
             if (tt.procs[j].parent == -1) {

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "ghost_sys.h"
+#include "ghost_child.h"
 #include <errno.h>
 #include <sched.h>
 #include <fcntl.h>
@@ -122,7 +123,7 @@ uint64_t ghost_xgetbv0(void) {
 }
 
 // Child side of a fork: only async-signal-safe calls from here on.
-static void reset_signals(void) {
+void ghost_reset_signals(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
@@ -166,7 +167,7 @@ pid_t ghost_spawn(const char *path, char *const argv[], char *const envp[],
     if (pid < 0) { *exec_errno = errno; close(p[0]); close(p[1]); return -1; }
     if (pid == 0) {
         close(p[0]);
-        reset_signals();
+        ghost_reset_signals();
         if (pdeathsig) {
             prctl(PR_SET_PDEATHSIG, pdeathsig);
             if (getppid() != parent) _exit(128 + pdeathsig);
@@ -186,7 +187,7 @@ pid_t ghost_husk_spawn(const struct ghost_husk_config *c, int *err_errno, int *e
     if (pid < 0) { *err_errno = errno; *err_step = 0; close(p[0]); close(p[1]); return -1; }
     if (pid == 0) {
         close(p[0]);
-        reset_signals();
+        ghost_reset_signals();
         if (c->pdeathsig) {
             prctl(PR_SET_PDEATHSIG, c->pdeathsig);
             if (getppid() != parent) _exit(128 + c->pdeathsig);
