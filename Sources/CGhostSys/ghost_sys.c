@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <linux/elf.h>
@@ -105,6 +106,8 @@ long ghost_tee(int in, int out, size_t len) {
 }
 
 int ghost_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+long ghost_fs_type(const char *path) { struct statfs fs; return statfs(path, &fs) == 0 ? (long)fs.f_type : -1; }
+int ghost_memfd_create(const char *name, unsigned flags) { return (int)syscall(SYS_memfd_create, name, flags); }
 int ghost_pipe_size(int fd) { return fcntl(fd, F_GETPIPE_SZ); }
 int ghost_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
 

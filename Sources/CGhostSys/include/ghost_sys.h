@@ -52,6 +52,10 @@ int ghost_grab_fd(pid_t pid, int fd);
 /// consuming them (tee, non-blocking). Returns bytes copied or -1.
 long ghost_tee(int in, int out, size_t len);
 int ghost_pipe2(int fds[2], int flags);
+/// statfs(2) f_type of the filesystem holding `path` (e.g. TMPFS_MAGIC), or -1.
+long ghost_fs_type(const char *path);
+/// memfd_create(2) (glibc hides it behind _GNU_SOURCE).
+int ghost_memfd_create(const char *name, unsigned flags);
 /// F_GETPIPE_SZ / F_SETPIPE_SZ.
 int ghost_pipe_size(int fd);
 int ghost_set_pipe_size(int fd, int size);

@@ -11,6 +11,9 @@ public struct FDRecord: Codable, Sendable {
         case device
         /// One end of a pipe whose both ends the job holds; see `pipe`.
         case pipe
+        /// A memfd or POSIX shared memory file: the SharedMemoryRecord `object`,
+        /// reopened with the descriptor's flags and offset.
+        case sharedMemory
     }
     public var fd: Int32
     public var kind: Kind
@@ -31,6 +34,8 @@ public struct FDRecord: Codable, Sendable {
     /// For `pipe`: which pipe, and (on one of its records) the bytes that were
     /// buffered in it.
     public var pipe: PipeRecord?
+    /// For `sharedMemory`: the SharedMemoryRecord id.
+    public var object: Int?
 
     public init(fd: Int32, kind: Kind, path: String, flags: Int32, cloexec: Bool, offset: Int64,
                 stdio: Int32?, identity: FileIdentity?, sameAs: Int32? = nil, pipe: PipeRecord? = nil) {

@@ -20,6 +20,8 @@ public struct Manifest: Codable, Sendable {
     /// The job ran in its own user + PID namespaces: PIDs in the records are
     /// the ones the job saw, and a resume gives them back. nil = false.
     public var namespaces: Bool?
+    /// Memory objects shared between mappings or processes (nil = none).
+    public var sharedMemory: [SharedMemoryRecord]?
 
     public init(createdAt: Double, hostname: String, kernelRelease: String, pageSize: Int,
                 blockPages: Int, cpu: CPURecord, job: JobRecord, processes: [ProcessRecord]) {

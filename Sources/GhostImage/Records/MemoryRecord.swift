@@ -14,6 +14,8 @@ public struct VMARecord: Codable, Sendable {
         case sharedFile
         /// Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, /dev/zero).
         case sharedAnonymous
+        // Shared anonymous memory, memfds and tmpfs files refer to a
+        // SharedMemoryRecord through `object`.
     }
     public var start: UInt64
     public var end: UInt64
@@ -25,6 +27,9 @@ public struct VMARecord: Codable, Sendable {
     public var file: FileIdentity?
     /// Stored pages, in blocks of `Manifest.blockPages` pages aligned to the VMA start.
     public var blocks: [MemoryBlock]
+    /// For shared memory: the SharedMemoryRecord whose pages this area maps
+    /// (from `fileOffset`); its pages are stored there, not in `blocks`.
+    public var object: Int?
 
     public init(start: UInt64, end: UInt64, prot: Int32, kind: Kind, growsDown: Bool,
                 fileOffset: UInt64, file: FileIdentity?, blocks: [MemoryBlock]) {

@@ -51,6 +51,7 @@ public struct Checkpointer {
         var fdLists = captured.map { $0.record.fds }
         try FileState.link(&fdLists, outer: tree.members.map(\.pid), inner: captured.map(\.record.pid), writer: writer)
         for i in captured.indices { captured[i].record.fds = fdLists[i] }
+        let shared = try captureSharedMemory(&captured, pids: tree.members.map(\.pid), writer: writer)
         tree.thaw()
         let frozen = Clock.now() - t0
 
@@ -75,6 +76,7 @@ public struct Checkpointer {
                            xstateSize: firstThread?.xstate.count ?? 0),
             job: self.job, processes: processes)
         manifest.namespaces = job.initPid != nil
+        manifest.sharedMemory = shared.isEmpty ? nil : shared
         let number: Int
         do {
             let payload = try manifest.encoded()
@@ -92,10 +94,25 @@ public struct Checkpointer {
                                 chunksReused: stats.chunksReused, seconds: Clock.now() - t0, frozenSeconds: frozen)
     }
 
+    /// Shared memory objects of the whole job, read while it is frozen.
+    private func captureSharedMemory(_ captured: inout [CapturedProcess], pids: [pid_t],
+                                     writer: CheckpointWriter) throws(GhostError) -> [SharedMemoryRecord] {
+        var members = zip(captured, pids).map { c, pid in
+            SharedMemoryState.Member(pid: pid, inner: c.record.pid, areas: c.areas, fds: c.record.fds, resident: c.resident)
+        }
+        let records = try SharedMemoryState.capture(&members, writer: writer, workers: Self.workers)
+        for i in captured.indices {
+            captured[i].areas = members[i].areas
+            captured[i].record.fds = members[i].fds
+        }
+        return records
+    }
+
     struct CapturedProcess {
         var record: ProcessRecord
         var areas: [(ProcFS.Mapping, VMARecord)]
         var snapshot: Snapshot?
+        var resident: [UInt64: [(UInt64, UInt64)]] = [:]
     }
 
     /// Everything of one frozen process; its private memory is left in a
@@ -159,6 +176,7 @@ public struct Checkpointer {
                 try ThreadState.restorePending(again, ctx: tctx, tgid: inner, tid: t.tid)
             }
         }
+        let resident = try SharedMemoryState.residentPages(ctx: ctx)
         try ctx.syscall.check("munmap of the scratch page", SYS.munmap, scratchAddr, UInt64(scratchSize))
         for f in m.threads { try Tracee(tid: f.pid).setSigmask(masks[f.pid] ?? 0) }
 
@@ -187,7 +205,7 @@ public struct Checkpointer {
             cwd: attrs.cwd, umask: attrs.umask, personality: attrs.personality, rlimits: attrs.rlimits,
             mm: attrs.mm, vdso: vdsoRecord, vmas: [], fds: fds, signals: signals, threads: threads,
             pdeathsig: attrs.pdeathsig)
-        return CapturedProcess(record: record, areas: areas, snapshot: snapshot)
+        return CapturedProcess(record: record, areas: areas, snapshot: snapshot, resident: resident)
     }
 
     /// Threads used to read, hash and compress memory: the CPUs ghost may run on.

@@ -95,6 +95,9 @@ enum ProcFS {
         var offset: UInt64
         var inode: UInt64
         var path: String
+        /// "major:minor" (hex) of the device holding the mapped file; with
+        /// `inode` it names one object, e.g. the shmem behind shared memory.
+        var dev: String = ""
         var vmFlags: Set<String> = []
         var readable: Bool { perms.hasPrefix("r") }
         var shared: Bool { perms.hasSuffix("s") }
@@ -139,10 +142,10 @@ enum ProcFS {
               let end = UInt64(range[range.index(after: dash)...], radix: 16),
               let perms = token(), perms.count == 4,
               let offText = token(), let offset = UInt64(offText, radix: 16),
-              token() != nil, let inoText = token(), let inode = UInt64(inoText) else { return nil }
+              let dev = token(), let inoText = token(), let inode = UInt64(inoText) else { return nil }
         while idx < line.endIndex && line[idx] == " " { idx = line.index(after: idx) }
         return Mapping(start: start, end: end, perms: String(perms), offset: offset, inode: inode,
-                       path: String(line[idx...]))
+                       path: String(line[idx...]), dev: String(dev))
     }
 
     /// fdinfo of one descriptor: pos and flags (octal).

@@ -86,14 +86,17 @@ public struct Restorer {
         // Descriptors are opened here and inherited by the husk at their numbers.
         let table = FileState.Table()
         defer { table.closeAll() }
+        try SharedMemoryState.prepare(m.sharedMemory ?? [], store: store, blockPages: m.blockPages, table: table)
+        let shm = try SharedMemoryState.husksDescriptors(p, table: table)
         let fds = try FileState.prepare(p.fds, pid: p.pid, allRecords: [(p.pid, p.fds)], table: table, store: store)
+            + shm.fds
         let limits = ProcessAttributes.limitsForHusk(p.rlimits, warn: warn)
         let pid = try spawnHusk(p, fds: fds, limits: limits)
         var done = false
         defer { if !done { kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, __WALL) } }
         let tracee = Tracee(tid: pid)
         _ = try tracee.waitStop()   // SIGTRAP after exec: nothing of the program has run
-        let rebuilt = try rebuild(p, pid: pid, innerPid: pid, manifest: m, holdFd: nil, setExe: false)
+        let rebuilt = try rebuild(p, pid: pid, innerPid: pid, manifest: m, holdFd: nil, objects: shm.numbers, setExe: false)
         for t in rebuilt { t.detach() }
         done = true
         return pid
@@ -106,10 +109,14 @@ public struct Restorer {
         let table = FileState.Table()
         defer { table.closeAll() }
         let all = procs.map { (pid: $0.pid, fds: $0.fds) }
+        try SharedMemoryState.prepare(m.sharedMemory ?? [], store: store, blockPages: m.blockPages, table: table)
         var prepared: [[(src: Int32, dst: Int32)]] = []
+        var objectNumbers: [[Int: Int32]] = []
         for p in procs {
+            let shm = p.zombieStatus == nil ? try SharedMemoryState.husksDescriptors(p, table: table) : (fds: [], numbers: [:])
             prepared.append(p.zombieStatus == nil
-                ? try FileState.prepare(p.fds, pid: p.pid, allRecords: all, table: table, store: store) : [])
+                ? try FileState.prepare(p.fds, pid: p.pid, allRecords: all, table: table, store: store) + shm.fds : [])
+            objectNumbers.append(shm.numbers)
         }
         var hold: [Int32] = [0, 0]
         if ghost_pipe2(&hold, O_CLOEXEC) != 0 { throw .errno("pipe2") }
@@ -179,7 +186,8 @@ public struct Restorer {
             var f = Freezer(pid: o)
             try f.freeze()
             stopped.append(Tracee(tid: o))
-            let threads = try rebuild(p, pid: o, innerPid: p.pid, manifest: m, holdFd: holds[i], setExe: true)
+            let threads = try rebuild(p, pid: o, innerPid: p.pid, manifest: m, holdFd: holds[i],
+                                      objects: objectNumbers[i], setExe: true)
             stopped += threads.filter { $0.tid != o }
         }
         // Everyone is rebuilt: let them all go at once.
@@ -192,7 +200,7 @@ public struct Restorer {
     /// Fills a stopped husk with process `p`. Returns its threads, stopped,
     /// with their final registers set: the caller detaches them.
     private func rebuild(_ p: ProcessRecord, pid: pid_t, innerPid: pid_t, manifest m: Manifest,
-                         holdFd: Int32?, setExe: Bool) throws(GhostError) -> [Tracee] {
+                         holdFd: Int32?, objects: [Int: Int32], setExe: Bool) throws(GhostError) -> [Tracee] {
         let tracee = Tracee(tid: pid)
         try tracee.setSigmask(~0)
         let memory = try ProcessMemory(pid: pid, writable: true)
@@ -229,8 +237,9 @@ public struct Restorer {
             try VDSOState.restore(v, ctx: ctx, husk: husk,
                                   avoid: imageRanges + [(scratchAddr, scratchAddr + UInt64(scratchSize))])
         }
-        try MemoryState.restore(p.vmas, ctx: ctx, store: store, blockPages: m.blockPages)
+        try MemoryState.restore(p.vmas, ctx: ctx, store: store, blockPages: m.blockPages, objects: objects)
         if let h = holdFd, h >= 0 { try ctx.syscall.call(SYS.close, UInt64(h)) }
+        for n in objects.values { try ctx.syscall.call(SYS.close, UInt64(n)) }
         try FileState.restoreFlags(p.fds, ctx: ctx)
         try SignalState.restoreActions(p.signals, ctx: ctx)
         try ProcessAttributes.restoreComm(p.comm, ctx: ctx)

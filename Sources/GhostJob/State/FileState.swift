@@ -31,6 +31,11 @@ enum FileState {
             var st = stat()
             if stat(link, &st) != 0 { throw .errno("stat of fd \(fd) (\(target)) of process \(pid)") }
             let type = st.st_mode & S_IFMT
+            if SharedMemoryState.isSharedMemoryFD(target: target, link: link) {
+                out.append(FDRecord(fd: fd, kind: .sharedMemory, path: target, flags: flags, cloexec: cloexec,
+                                    offset: info.pos, stdio: nil, identity: nil, sameAs: sameAs))
+                continue
+            }
             if target.hasSuffix(" (deleted)") {
                 throw .unsupported("fd \(fd) of process \(pid) is the deleted file \(target.dropLast(10)); "
                     + "ghost cannot checkpoint open deleted files yet")
@@ -145,6 +150,7 @@ enum FileState {
         var pipes: [UInt64: (read: Int32, write: Int32)] = [:]
         var opened: [Int32] = []
         var truncated = Set<String>()
+        var objects: [Int: Int32] = [:]           // shared memory object id -> our descriptor
         func closeAll() { for fd in opened { close(fd) }; opened = [] }
     }
 
@@ -181,6 +187,8 @@ enum FileState {
             }
             let ends = table.pipes[id]!
             return r.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write
+        case .sharedMemory:
+            return try SharedMemoryState.reopen(r, table: table)
         case .stdio:
             let k = r.stdio ?? 0
             if fcntl(k, F_GETFD) >= 0 { return k }

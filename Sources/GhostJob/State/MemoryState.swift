@@ -23,7 +23,7 @@ enum MemoryState {
         for m in mappings where !VDSOState.names.contains(m.path) && m.path != "[vsyscall]" {
             let kind = try kindOf(m, pid: pid)
             var file: FileIdentity? = nil
-            if kind == .privateFile || kind == .sharedFile {
+            if (kind == .privateFile || kind == .sharedFile) && !SharedMemoryState.isShmemPath(m.path) {
                 file = try identity(ofMapped: m, pid: pid)
             }
             out.append((m, VMARecord(start: m.start, end: m.end, prot: m.prot, kind: kind,
@@ -49,7 +49,8 @@ enum MemoryState {
         if pagemap < 0 { throw .errno("open /proc/\(pid)/pagemap") }
         defer { close(pagemap) }
         var work: [BlockWork] = []
-        for i in which where areas[i].1.kind != .sharedFile {
+        // Shared memory is stored once per object, by SharedMemoryState.
+        for i in which where areas[i].1.kind != .sharedFile && areas[i].1.kind != .sharedAnonymous {
             let (m, v) = areas[i]
             let pages = try pagesToStore(m, kind: v.kind, pagemap: pagemap)
             work += blocks(of: pages, area: i, mapping: m, kind: v.kind)
@@ -130,8 +131,12 @@ enum MemoryState {
         case "": return m.shared ? .sharedAnonymous : .anonymous
         default: break
         }
-        if m.path.hasPrefix("/dev/zero") || m.path.hasPrefix("/SYSV") || m.path.hasPrefix("/memfd:") {
-            if m.shared { return .sharedAnonymous }
+        if m.path.hasPrefix("/SYSV") {
+            throw .unsupported("process \(pid) has System V shared memory (\(m.path)) attached at \(hex(m.start)); "
+                + "ghost cannot checkpoint SysV segments yet (POSIX shm_open, memfd or MAP_SHARED|MAP_ANONYMOUS work)")
+        }
+        if SharedMemoryState.isShmemPath(m.path) {
+            return m.shared ? .sharedAnonymous : .privateFile   // a memfd or unlinked shm file: kept as an object
         }
         if m.path.hasPrefix("[") {
             throw .unsupported("process \(pid) has a special mapping \(m.path) at \(hex(m.start)) that ghost cannot restore")
@@ -253,8 +258,9 @@ enum MemoryState {
 
     // MARK: restore
 
+    /// `objects`: shared memory object id -> its descriptor number in the husk.
     static func restore(_ vmas: [VMARecord], ctx: ProcessContext, store: ImageStore,
-                        blockPages: Int) throws(GhostError) {
+                        blockPages: Int, objects: [Int: Int32] = [:]) throws(GhostError) {
         var jobs: [BlockFill] = []
         var reprotect: [(UInt64, UInt64, Int32)] = []
         for vma in vmas {
@@ -265,9 +271,14 @@ enum MemoryState {
             var flags = Int32(MAP_FIXED) | (isShared ? MAP_SHARED : MAP_PRIVATE)
             if vma.growsDown { flags |= MAP_GROWSDOWN }
             var fd: Int64 = -1
+            var ownFd = false
             switch vma.kind {
+            case _ where vma.object != nil:
+                guard let n = objects[vma.object!] else { throw .badImage("area \(hex(vma.start)) maps a missing shared memory object") }
+                fd = Int64(n)
             case .anonymous, .heap, .stack, .sharedAnonymous: flags |= MAP_ANONYMOUS
             case .privateFile, .sharedFile:
+                ownFd = true
                 guard let file = vma.file else { throw .badImage("file mapping at \(hex(vma.start)) has no file") }
                 try checkUnchanged(file, at: vma.start)
                 let openFlags = (vma.kind == .sharedFile && vma.prot & PROT_WRITE != 0) ? O_RDWR : O_RDONLY
@@ -279,7 +290,7 @@ enum MemoryState {
             let addr = try ctx.syscall.check("mapping \(hex(vma.start))-\(hex(vma.end)) (\(vma.file?.path ?? vma.kind.rawValue))",
                 SYS.mmap, vma.start, len, UInt64(mapProt), UInt64(UInt32(bitPattern: flags)),
                 UInt64(bitPattern: fd), vma.fileOffset)
-            if fd >= 0 { try ctx.syscall.call(SYS.close, UInt64(fd)) }
+            if ownFd { try ctx.syscall.call(SYS.close, UInt64(fd)) }
             if addr != vma.start { throw .restore("mapping for \(hex(vma.start)) landed at \(hex(addr))") }
 
             jobs += vma.blocks.map { BlockFill(vmaStart: vma.start, vmaEnd: vma.end, block: $0,
