@@ -203,35 +203,10 @@ static pid_t spawn_husk(const struct ghost_tree *t, int j) {
 // Installs the husk's descriptors; keeps `ready` and `hold` above them.
 static void husk_fds(const struct ghost_tree *t, int i, int *hold_out, int *ready_out) {
     const struct ghost_tree_proc *p = &t->procs[i];
-    int top = t->ready_fd > t->hold_fd ? t->ready_fd : t->hold_fd;
-    for (int k = 0; k < p->nfds; k++) {
-        if (p->fd_dst[k] > top) top = p->fd_dst[k];
-        if (p->fd_src[k] > top) top = p->fd_src[k];
-    }
-    struct rlimit nofile;
-    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-        nofile.rlim_cur = nofile.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &nofile);
-    }
-    int ready = fcntl(t->ready_fd, F_DUPFD_CLOEXEC, top + 1);
-    int hold = ready < 0 ? -1 : fcntl(t->hold_fd, F_DUPFD_CLOEXEC, ready + 1);
-    if (ready < 0 || hold < 0) fail_report(t->ready_fd, i, 3, errno);
-    int base = hold + 1;
-    int moved[p->nfds > 0 ? p->nfds : 1];
-    for (int k = 0; k < p->nfds; k++) {
-        moved[k] = fcntl(p->fd_src[k], F_DUPFD, base);
-        if (moved[k] < base) fail_report(ready, i, 3, errno);
-    }
-    for (int fd = 0; fd < ready; fd++) {
-        int keep = 0;
-        for (int k = 0; k < p->nfds; k++) if (p->fd_dst[k] == fd) keep = 1;
-        if (!keep) close(fd);
-    }
-    for (int k = 0; k < p->nfds; k++)
-        if (dup2(moved[k], p->fd_dst[k]) < 0) fail_report(ready, i, 3, errno);
-    syscall(SYS_close_range, (unsigned)base, ~0U, 0);
-    *hold_out = hold;
-    *ready_out = ready;
+    int keep[2] = { t->ready_fd, t->hold_fd };
+    if (ghost_place_fds(2, keep, p->nfds, p->fd_src, p->fd_dst) != 0) fail_report(keep[0], i, 3, errno);
+    *ready_out = keep[0];
+    *hold_out = keep[1];
 }
 
 static void husk(const struct ghost_tree *t, int i) {

@@ -182,6 +182,42 @@ pid_t ghost_spawn(const char *path, char *const argv[], char *const envp[],
     return wait_report(pid, p[0], exec_errno, NULL);
 }
 
+int ghost_place_fds(int nkeep, int *keep, int n, const int *src, const int *dst) {
+    // Room for high descriptor numbers while they are moved.
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    int top = 2;
+    for (int k = 0; k < nkeep; k++) if (keep[k] > top) top = keep[k];
+    for (int i = 0; i < n; i++) {
+        if (dst[i] > top) top = dst[i];
+        if (src[i] > top) top = src[i];
+    }
+    for (int k = 0; k < nkeep; k++) {
+        int moved = fcntl(keep[k], F_DUPFD_CLOEXEC, top + 1);
+        if (moved < 0) return -1;
+        keep[k] = top = moved;
+    }
+    int base = top + 1;
+    int moved[n > 0 ? n : 1];
+    for (int i = 0; i < n; i++) {
+        moved[i] = fcntl(src[i], F_DUPFD, base);
+        if (moved[i] < base) return -1;
+    }
+    // Everything below base that is neither kept nor a destination goes.
+    for (int fd = 0; fd < base; fd++) {
+        int wanted = 0;
+        for (int k = 0; k < nkeep; k++) if (keep[k] == fd) wanted = 1;
+        for (int i = 0; i < n; i++) if (dst[i] == fd) wanted = 1;
+        if (!wanted) close(fd);
+    }
+    for (int i = 0; i < n; i++)
+        if (dup2(moved[i], dst[i]) < 0) return -1;
+    return (int)syscall(SYS_close_range, (unsigned)base, ~0U, 0) == 0 ? 0 : -1;
+}
+
 pid_t ghost_husk_spawn(const struct ghost_husk_config *c, int *err_errno, int *err_step) {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) { *err_errno = errno; *err_step = 0; return -1; }
@@ -197,37 +233,8 @@ pid_t ghost_husk_spawn(const struct ghost_husk_config *c, int *err_errno, int *e
         }
         if (c->cwd && chdir(c->cwd) != 0) report_and_exit(p[1], 1, errno);
         umask((mode_t)c->umask);
-        // Room for high descriptor numbers while they are moved.
-        struct rlimit nofile;
-        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-            nofile.rlim_cur = nofile.rlim_max;
-            setrlimit(RLIMIT_NOFILE, &nofile);
-        }
-        // Move every source above every destination first, so dup2 never
-        // overwrites a source that is still needed; keep the report pipe above too.
-        int top = p[1];
-        for (int i = 0; i < c->nfds; i++) {
-            if (c->fd_dst[i] > top) top = c->fd_dst[i];
-            if (c->fd_src[i] > top) top = c->fd_src[i];
-        }
-        int rp = fcntl(p[1], F_DUPFD_CLOEXEC, top + 1);
-        if (rp < 0) report_and_exit(p[1], 3, errno);
-        int base = rp + 1;
-        int moved[c->nfds > 0 ? c->nfds : 1];
-        for (int i = 0; i < c->nfds; i++) {
-            moved[i] = fcntl(c->fd_src[i], F_DUPFD, base);
-            if (moved[i] < base) report_and_exit(rp, 3, errno);
-        }
-        // Close everything below base except what becomes a job fd.
-        for (int fd = 0; fd < rp; fd++) {
-            int keep = 0;
-            for (int i = 0; i < c->nfds; i++) if (c->fd_dst[i] == fd) keep = 1;
-            if (!keep) close(fd);
-        }
-        for (int i = 0; i < c->nfds; i++) {
-            if (dup2(moved[i], c->fd_dst[i]) < 0) report_and_exit(rp, 3, errno);
-        }
-        syscall(SYS_close_range, (unsigned)base, ~0U, 0);
+        int rp = p[1];
+        if (ghost_place_fds(1, &rp, c->nfds, c->fd_src, c->fd_dst) != 0) report_and_exit(rp, 3, errno);
         // Limits last: a lowered RLIMIT_NOFILE must not stop the descriptor
         // moves above (the job may hold fds above its own soft limit).
         for (int i = 0; i < c->nlimits; i++) {
