@@ -24,11 +24,15 @@ let package = Package(
         .target(name: "GhostImage", dependencies: ["CZstd", "CXXHash"]),
         // The engine: capture and rebuild processes, supervise a job.
         .target(name: "GhostJob", dependencies: ["GhostImage", "CGhostSys", "CGhostSlurm", "CXXHash"]),
-        .executableTarget(name: "ghost-run", dependencies: [
+        // What both command line tools share: supervision options, main().
+        .target(name: "GhostCLI", dependencies: [
             "GhostJob", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "ghost-run", dependencies: [
+            "GhostCLI", "GhostJob", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .executableTarget(name: "ghost-resume", dependencies: [
-            "GhostJob", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "GhostCLI", "GhostJob", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GhostImageTests", dependencies: ["GhostImage"]),
         .testTarget(name: "GhostJobTests", dependencies: ["GhostJob", "GhostImage"]),

@@ -2,9 +2,10 @@ import ArgumentParser
 import Glibc
 import GhostImage
 import GhostJob
+import GhostCLI
 
 @main
-struct GhostResume: ParsableCommand {
+struct GhostResume: GhostCommand {
     static let configuration = CommandConfiguration(
         commandName: "ghost-resume",
         abstract: "Rebuild a job from its newest (or a chosen) checkpoint and keep supervising it like ghost-run.")
@@ -12,36 +13,13 @@ struct GhostResume: ParsableCommand {
     @Option(help: "Resume this checkpoint number instead of the newest intact one.")
     var checkpoint: Int?
 
-    @Option(help: "Checkpoint every DURATION from now on (default: as the job was started).")
-    var checkpointInterval: String?
-
-    @Option(help: "How many checkpoints to keep (default: as the job was started).")
-    var keep: Int?
+    @OptionGroup var supervision: SupervisionOptions
 
     @Flag(help: "List the checkpoints in the directory and exit.")
     var list = false
 
     @Argument(help: "The job's image directory.")
     var imageDir: String
-
-    func validate() throws {
-        if let c = checkpointInterval, Duration.parse(c) == nil {
-            throw ValidationError("--checkpoint-interval '\(c)' is not a duration; use e.g. 90s, 30m, 2h")
-        }
-        if let k = keep, k < 1 { throw ValidationError("--keep must be at least 1") }
-    }
-
-    /// Signals are blocked before anything else, so a SIGUSR1 or SIGTERM
-    /// that arrives while options are parsed waits instead of killing ghost.
-    static func main() {
-        Supervisor.prepareSignals()
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            exit(withError: error)
-        }
-    }
 
     func run() throws {
         let store: ImageStore
@@ -55,11 +33,9 @@ struct GhostResume: ParsableCommand {
             (number, manifest) = try restorer.load(number: checkpoint)
             handle = try restorer.restore(manifest)
         } catch { fail("\(error)") }
-        var job = manifest.job
-        if let c = checkpointInterval { job.checkpointInterval = Duration.parse(c) }
-        if let k = keep { job.keep = k }
+        let job = supervision.applied(to: manifest.job)
         Log.info(Restorer.describe(number: number, manifest, handle))
-        let sup = Supervisor(store: store, job: job)
+        let sup = Supervisor(store: store, job: job, policy: supervision.policy)
         sup.adopt(handle)
         let code = sup.run()
         store.close()
@@ -73,8 +49,10 @@ struct GhostResume: ParsableCommand {
             do {
                 let m = try Manifest.decode(try store.loadManifest(n))
                 let p = m.processes[0]
+                let threads = m.processes.reduce(0) { $0 + $1.threads.count }
                 print("checkpoint \(n): \(p.comm) pid \(p.pid) on \(m.hostname) (kernel \(m.kernelRelease)), "
-                      + "\(p.vmas.count) mappings, \(p.fds.count) fds")
+                      + "\(m.processes.count) processes, \(threads) threads, "
+                      + "\(m.processes.reduce(0) { $0 + $1.vmas.count }) mappings, \(m.processes.reduce(0) { $0 + $1.fds.count }) fds")
             } catch {
                 print("checkpoint \(n): damaged: \(error)")
             }

@@ -2,9 +2,10 @@ import ArgumentParser
 import Glibc
 import GhostImage
 import GhostJob
+import GhostCLI
 
 @main
-struct GhostRun: ParsableCommand {
+struct GhostRun: GhostCommand {
     static let configuration = CommandConfiguration(
         commandName: "ghost-run",
         abstract: "Run a program under ghost: checkpoint it on a timer or on SIGUSR1, resume it later with ghost-resume.",
@@ -18,26 +19,13 @@ struct GhostRun: ParsableCommand {
     @Option(help: "Directory for the images (default ./ghost-images/<program> or ./ghost-images/$SLURM_JOB_ID).")
     var imageDir: String?
 
-    @Option(help: "Checkpoint every DURATION (e.g. 90s, 30m, 2h, 1h30m).")
-    var checkpointInterval: String?
-
-    @Option(help: "How many checkpoints to keep.")
-    var keep: Int = 3
+    @OptionGroup var supervision: SupervisionOptions
 
     @Option(help: "zstd compression level for memory (1 = fastest).")
     var zstdLevel: Int = 1
 
     @Flag(help: "If the image directory holds a checkpoint of this command, resume it instead of starting (automatic when SLURM_RESTART_COUNT > 0).")
     var resumeIfPresent = false
-
-    @Flag(help: "On SIGUSR1: checkpoint, requeue this Slurm job, stop the job and exit 0 (default: checkpoint and continue).")
-    var requeueOnSignal = false
-
-    @Flag(help: "On SIGTERM: take a final checkpoint, then stop the job (it resumes from there).")
-    var checkpointOnTerm = false
-
-    @Option(help: "Checkpoint and requeue the Slurm job DURATION before its time limit (end time from Slurm).")
-    var requeueBeforeEnd: String?
 
     @Option(help: "Wait up to DURATION for another ghost holding the image directory to let go (default 0, or 5m under Slurm).")
     var lockTimeout: String?
@@ -56,27 +44,9 @@ struct GhostRun: ParsableCommand {
         if let first = command.first, first.hasPrefix("-"), first != "--" {
             throw ValidationError("unknown option '\(first)'; see ghost-run --help (put the program after --)")
         }
-        if keep < 1 { throw ValidationError("--keep must be at least 1") }
         if !(1...19).contains(zstdLevel) { throw ValidationError("--zstd-level must be between 1 and 19") }
-        for (name, value) in [("--checkpoint-interval", checkpointInterval), ("--requeue-before-end", requeueBeforeEnd)] {
-            if let c = value, Duration.parse(c) == nil {
-                throw ValidationError("\(name) '\(c)' is not a duration; use e.g. 90s, 30m, 2h")
-            }
-        }
         if let c = lockTimeout, Duration.parse(c) == nil && c != "0" {
             throw ValidationError("--lock-timeout '\(c)' is not a duration; use e.g. 0, 90s, 5m")
-        }
-    }
-
-    /// Signals are blocked before anything else, so a SIGUSR1 or SIGTERM
-    /// that arrives while options are parsed waits instead of killing ghost.
-    static func main() {
-        Supervisor.prepareSignals()
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            exit(withError: error)
         }
     }
 
@@ -97,12 +67,9 @@ struct GhostRun: ParsableCommand {
         do { try Locking.acquire(store, waitingUpTo: lockTimeout.map { Duration.parse($0) ?? 0 } ?? defaultWait) }
         catch { fail("\(error)") }
 
-        var job = JobRecord(argv: argv, checkpointInterval: checkpointInterval.flatMap(Duration.parse),
-                            keep: keep, zstdLevel: zstdLevel)
-        var policy = SupervisorPolicy()
-        policy.requeueOnSignal = requeueOnSignal
-        policy.checkpointOnTerm = checkpointOnTerm
-        policy.requeueBeforeEnd = requeueBeforeEnd.flatMap(Duration.parse)
+        var job = JobRecord(argv: argv, checkpointInterval: supervision.checkpointInterval.flatMap(Duration.parse),
+                            keep: supervision.keep ?? 3, zstdLevel: zstdLevel)
+        let policy = supervision.policy
 
         let sup: Supervisor
         if let newest = store.checkpointNumbers().last {
