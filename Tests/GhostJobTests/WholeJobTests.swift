@@ -70,4 +70,26 @@ final class WholeJobTests: GhostTestCase {
     func testThreadBlockedOnPipe() throws {
         try checkpointKillResume("threader")
     }
+
+    /// Snapshots of processes whose parent is in the job are hidden children
+    /// of those processes: after several checkpoints the job's processes are
+    /// exactly the ones it had (no extra child, no leftover zombie), and the
+    /// tree still waits for its children as before.
+    func testSnapshotsLeaveNoTraceInTheTree() throws {
+        let exe = try program("tree_wait")
+        let dir = try makeTempDir("notrace")
+        let run = try startGhostRun(exe, [], imageDir: dir + "/images", cwd: dir)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        func shape() -> [String] {
+            ProcInfo.descendants(of: run.pid).map { "\($0):\(ProcInfo.state($0).map { $0 == "Z" ? "Z" : "live" } ?? "gone")" }
+        }
+        let before = shape()
+        XCTAssertGreaterThanOrEqual(before.count, 5, "ghost-init, the parent, two children, a grandchild (and a zombie)")
+        for n in 1...3 { try checkpoint(run, number: n) }
+        XCTAssertEqual(shape(), before, "the checkpoints changed the job's process tree\n\(run.transcript)")
+        try run.write("go\n")
+        let ok = try run.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 60)
+        XCTAssertEqual(ok.index, 0, run.transcript)
+        try expectExit(run, .exited(0))
+    }
 }

@@ -187,10 +187,9 @@ public struct Checkpointer {
         for (mp, _) in areas { stats.mappedBytes += mp.end - mp.start }
 
         // Most memory is read from a forked copy (copy-on-write) after the job
-        // runs again. The copy is the parent's child, so only a process whose
-        // parent is ghost (or ghost-init) gets one: a job process would see it.
+        // runs again; see Snapshot for how the job is kept from seeing it.
         let parentIsGhost = job.initPid.map { ppidOuter == $0 } ?? (ppidOuter == getpid())
-        let snapshot = parentIsGhost ? (try? Snapshot(of: ctx, parent: ppidOuter)) : nil
+        let snapshot = try? Snapshot(of: ctx, placement: parentIsGhost ? .sibling(parent: ppidOuter) : .hiddenChild)
         let inFreeze = snapshot == nil ? Array(areas.indices)
             : areas.indices.filter { MemoryState.notInSnapshot(areas[$0].0, areas[$0].1) }
         do {

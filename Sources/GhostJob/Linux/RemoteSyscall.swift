@@ -65,5 +65,5 @@ enum SYS {
     static let getpid = 39, fcntl = 72, umask = 95, prctl = 157, sigaltstack = 131
     static let set_tid_address = 218, rt_sigqueueinfo = 129, rt_tgsigqueueinfo = 297
     static let set_robust_list = 273, get_robust_list = 274, openat = 257, prlimit64 = 302
-    static let rseq = 334, nanosleep = 35, clock_nanosleep = 230, mincore = 27
+    static let rseq = 334, nanosleep = 35, clock_nanosleep = 230, mincore = 27, wait4 = 61
 }
