@@ -95,3 +95,27 @@ final class SharedMemoryTests: GhostTestCase {
         try expectExit(run, .exited(0))
     }
 }
+
+/// Files deleted while the job uses them (tmpfile(), unlinked files kept
+/// open or mapped): their contents are in the image.
+final class DeletedFileTests: GhostTestCase {
+    func testDeletedFilesOpenOrMappedComeBack() throws {
+        try checkpointKillResume("deleted_files")
+    }
+
+    /// A deleted file only mapped privately, with no descriptor left: its
+    /// contents cannot be read back, so the checkpoint fails clearly and the
+    /// job keeps running.
+    func testPrivateMappingOfDeletedFileIsRefusedClearly() throws {
+        let exe = try program("deleted_files")
+        let dir = try makeTempDir("delpriv")
+        let run = try startGhostRun(exe, ["private-only"], imageDir: dir + "/images", cwd: dir)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        run.signal(SIGUSR1)
+        let failed = try run.waitFor("checkpoint 1 failed", in: .stderr, timeout: 60)
+        XCTAssertTrue(failed.contains("deleted file") && failed.contains("private-only.dat"), failed)
+        try run.write("go\n")
+        try run.waitFor("ok still running, page intact", in: .stdout, timeout: 30)
+        try expectExit(run, .exited(0))
+    }
+}

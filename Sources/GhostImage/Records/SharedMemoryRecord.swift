@@ -1,7 +1,8 @@
 /// A memory object that several mappings (in one or several processes) share,
 /// so a write through one is seen through the others: shared anonymous memory
 /// (MAP_SHARED|MAP_ANONYMOUS, /dev/zero), a memfd, a POSIX shared memory file
-/// (tmpfs, e.g. /dev/shm), or a disk file mapped writable and shared. Its pages
+/// (tmpfs, e.g. /dev/shm), a disk file mapped writable and shared, or a file
+/// deleted while the job uses it. Its pages
 /// are stored once, by offset in the object; the VMAs and descriptors that use
 /// it name it by `id`.
 public struct SharedMemoryRecord: Codable, Sendable {
@@ -16,6 +17,10 @@ public struct SharedMemoryRecord: Codable, Sendable {
         /// A disk file mapped MAP_SHARED and writable: the stored pages are
         /// written back into it, so writes made after the checkpoint are undone.
         case diskFile
+        /// A file deleted while the job had it open or mapped: its contents
+        /// are stored, and it is recreated unlinked (O_TMPFILE) in the same
+        /// directory `path` was in (a memfd where that is impossible).
+        case deletedFile
     }
     /// Referenced by VMARecord.object and FDRecord.object; unique in a manifest.
     public var id: Int

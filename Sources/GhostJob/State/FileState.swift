@@ -37,8 +37,14 @@ enum FileState {
                 continue
             }
             if target.hasSuffix(" (deleted)") {
-                throw .unsupported("fd \(fd) of process \(pid) is the deleted file \(target.dropLast(10)); "
-                    + "ghost cannot checkpoint open deleted files yet")
+                guard type == S_IFREG else {
+                    throw .unsupported("fd \(fd) of process \(pid) is the deleted directory \(target.dropLast(10)); "
+                        + "ghost cannot checkpoint open deleted directories")
+                }
+                // Its contents go into the image: see SharedMemoryState.
+                out.append(FDRecord(fd: fd, kind: .sharedMemory, path: target, flags: flags, cloexec: cloexec,
+                                    offset: info.pos, stdio: nil, identity: nil, sameAs: sameAs))
+                continue
             }
             if type == S_IFREG || type == S_IFDIR {
                 let id = FileIdentity(path: target, size: Int64(st.st_size),

@@ -23,7 +23,8 @@ enum MemoryState {
         for m in mappings where !VDSOState.names.contains(m.path) && m.path != "[vsyscall]" {
             let kind = try kindOf(m, pid: pid)
             var file: FileIdentity? = nil
-            if (kind == .privateFile || kind == .sharedFile) && !SharedMemoryState.isShmemPath(m.path) {
+            if (kind == .privateFile || kind == .sharedFile) && !SharedMemoryState.isShmemPath(m.path)
+                && !m.path.hasSuffix(" (deleted)") {
                 file = try identity(ofMapped: m, pid: pid)
             }
             out.append((m, VMARecord(start: m.start, end: m.end, prot: m.prot, kind: kind,
@@ -141,10 +142,8 @@ enum MemoryState {
         if m.path.hasPrefix("[") {
             throw .unsupported("process \(pid) has a special mapping \(m.path) at \(hex(m.start)) that ghost cannot restore")
         }
-        if m.path.hasSuffix(" (deleted)") {
-            throw .unsupported("process \(pid) maps the deleted file \(m.path.dropLast(10)) at \(hex(m.start)); "
-                + "ghost cannot checkpoint mappings of deleted files yet")
-        }
+        // A deleted file is a shared memory object (SharedMemoryState): its
+        // contents go into the image.
         return m.shared ? .sharedFile : .privateFile
     }
 

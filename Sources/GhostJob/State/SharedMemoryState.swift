@@ -37,11 +37,15 @@ enum SharedMemoryState {
     static func backsObject(_ m: ProcFS.Mapping, _ v: VMARecord) -> Bool {
         switch v.kind {
         case .sharedAnonymous: return true
-        case .sharedFile: return m.prot & PROT_WRITE != 0 || onTmpfs(m.path)
-        case .privateFile: return isShmemPath(m.path)   // a private mapping of a memfd: COW pages are the process's own
+        case .sharedFile: return m.prot & PROT_WRITE != 0 || isDeleted(m.path) || onTmpfs(m.path)
+        // A private mapping of a memfd or deleted file: the object gives the
+        // pages not yet copied on write; those copied are the process's own.
+        case .privateFile: return isShmemPath(m.path) || isDeleted(m.path)
         default: return false
         }
     }
+
+    static func isDeleted(_ path: String) -> Bool { path.hasSuffix(" (deleted)") }
 
     static func onTmpfs(_ path: String) -> Bool {
         ghost_fs_type(path) == tmpfsMagic
@@ -126,9 +130,10 @@ enum SharedMemoryState {
 
         for (mi, member) in members.enumerated() {
             for (ai, (m, v)) in member.areas.enumerated() where backsObject(m, v) {
-                let o = object(Key(dev: m.dev, inode: m.inode), kindOf(m))
+                let o = object(Key(dev: m.dev, inode: m.inode), kindOf(path: m.path, shared: true))
                 if o.kind == .memfd { o.name = memfdName(m.path) }
                 if o.kind == .tmpfsFile || o.kind == .diskFile { o.path = m.path }
+                if o.kind == .deletedFile { o.path = String(m.path.dropLast(10)) }
                 o.mappers.append(Mapper(member: mi, area: ai))
                 o.size = max(o.size, Int64(m.offset + (m.end - m.start)))
                 members[mi].areas[ai].1.object = o.id
@@ -138,10 +143,10 @@ enum SharedMemoryState {
                 var st = stat()
                 if stat(link, &st) != 0 { throw .errno("stat of fd \(r.fd) (\(r.path)) of process \(member.pid)") }
                 let key = Key(dev: devString(st.st_dev), inode: UInt64(st.st_ino))
-                let kind: SharedMemoryRecord.Kind = r.path.hasPrefix("/memfd:") ? .memfd
-                    : r.path.hasSuffix(" (deleted)") ? .anonymous : .tmpfsFile
-                let o = object(key, kind)
-                if o.kind == .memfd { o.name = memfdName(r.path) } else if o.kind == .tmpfsFile { o.path = r.path }
+                let o = object(key, kindOf(path: r.path, shared: true))
+                if o.kind == .memfd { o.name = memfdName(r.path) }
+                if o.kind == .tmpfsFile { o.path = r.path }
+                if o.kind == .deletedFile { o.path = String(r.path.dropLast(10)) }
                 members[mi].fds[fi].object = o.id
                 if o.fd < 0 {
                     o.fd = ghost_grab_fd(member.pid, r.fd)
@@ -161,7 +166,7 @@ enum SharedMemoryState {
         var records: [SharedMemoryRecord] = []
         for key in order {
             let o = objects[key]!
-            try describeFile(o, key: key)
+            try describeFile(o, key: key, members: members)
             let pages = try pagesToStore(o, members: members)
             let blocks = try storePages(o, pages: pages, members: members, writer: writer, workers: workers)
             records.append(SharedMemoryRecord(id: o.id, kind: o.kind, name: o.name, path: o.path, size: o.size,
@@ -170,10 +175,11 @@ enum SharedMemoryState {
         return records
     }
 
-    private static func kindOf(_ m: ProcFS.Mapping) -> SharedMemoryRecord.Kind {
-        if m.path.hasPrefix("/memfd:") { return .memfd }
-        if isShmemPath(m.path) { return .anonymous }
-        return onTmpfs(m.path) ? .tmpfsFile : .diskFile
+    private static func kindOf(path: String, shared: Bool) -> SharedMemoryRecord.Kind {
+        if path.hasPrefix("/memfd:") { return .memfd }
+        if isShmemPath(path) { return .anonymous }
+        if isDeleted(path) { return .deletedFile }
+        return onTmpfs(path) ? .tmpfsFile : .diskFile
     }
 
     /// "/memfd:NAME (deleted)" -> NAME.
@@ -192,8 +198,13 @@ enum SharedMemoryState {
 
     /// Size, seals and mode from the object's file, opening it by path if the
     /// job holds no descriptor for it.
-    private static func describeFile(_ o: Object, key: Key) throws(GhostError) {
-        if o.fd < 0, let path = o.path {
+    private static func describeFile(_ o: Object, key: Key, members: [Member]) throws(GhostError) {
+        if o.fd < 0 && o.kind == .deletedFile && !o.mappers.contains(where: { members[$0.member].areas[$0.area].1.kind == .sharedFile }) {
+            let m = o.mappers.first.map { members[$0.member] }
+            throw .unsupported("process \(m?.pid ?? 0) maps the deleted file \(o.path ?? "?") privately and no process of "
+                + "the job holds it open, so its contents cannot be read back; ghost cannot checkpoint that")
+        }
+        if o.fd < 0, o.kind == .tmpfsFile || o.kind == .diskFile, let path = o.path {
             o.fd = open(path, O_RDONLY | O_CLOEXEC)
             if o.fd < 0 { throw .errno("opening \(path), which the job maps shared") }
             var st = stat()
@@ -226,7 +237,10 @@ enum SharedMemoryState {
             if pagemap < 0 { throw .errno("open /proc/\(members[mp.member].pid)/pagemap") }
             defer { close(pagemap) }
             let present = try MemoryState.pagesToStore(m, kind: .sharedAnonymous, pagemap: pagemap)
-            for (s, e) in present + (members[mp.member].resident[m.start] ?? []) {
+            // A deleted disk file read only through its mappings: every page
+            // (those not in memory are still on disk, but nowhere after restore).
+            let all = o.kind == .deletedFile && o.fd < 0 ? [(m.start, m.end)] : []
+            for (s, e) in present + (members[mp.member].resident[m.start] ?? []) + all {
                 let first = Int((s - m.start) / UInt64(ps)) + Int(m.offset) / ps
                 for i in 0..<Int((e - s) / UInt64(ps)) { set.insert(first + i) }
             }
@@ -309,6 +323,8 @@ enum SharedMemoryState {
             case .anonymous, .memfd:
                 fd = ghost_memfd_create(r.kind == .memfd ? (r.name ?? "") : "ghost-shared", 1 | 2)   // CLOEXEC|ALLOW_SEALING
                 if fd < 0 { throw .errno("memfd_create for shared memory \(r.name ?? "")") }
+            case .deletedFile:
+                fd = try unlinkedFile(r)
             case .tmpfsFile, .diskFile:
                 guard let path = r.path else { throw .badImage("shared memory object \(r.id) has no path") }
                 let create = r.kind == .tmpfsFile ? O_CREAT : 0
@@ -329,6 +345,19 @@ enum SharedMemoryState {
                 throw .errno("sealing memfd \(r.name ?? "")")
             }
         }
+    }
+
+    /// An unlinked file like the deleted one: in its directory if that still
+    /// exists (same filesystem, same /proc/PID/fd look), else a memfd.
+    private static func unlinkedFile(_ r: SharedMemoryRecord) throws(GhostError) -> Int32 {
+        let oTmpfile: Int32 = 0o20200000
+        let path = r.path ?? "/tmp/deleted"
+        let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let fd = open(dir.isEmpty ? "/" : dir, oTmpfile | O_RDWR | O_CLOEXEC, mode_t(r.mode ?? 0o600))
+        if fd >= 0 { return fd }
+        let m = ghost_memfd_create(String(path.split(separator: "/").last ?? "deleted"), 1)
+        if m < 0 { throw .errno("recreating the deleted file \(path)") }
+        return m
     }
 
     private static func fill(_ fd: Int32, _ r: SharedMemoryRecord, store: ImageStore, blockPages: Int) throws(GhostError) {
@@ -373,8 +402,10 @@ enum SharedMemoryState {
         guard let id = r.object, let g = table.objects[id] else {
             throw .badImage("fd \(r.fd) (\(r.path)) names a shared memory object that is missing")
         }
-        // O_NOFOLLOW (shm_open sets it) would refuse the /proc/self/fd link.
-        let fd = open("/proc/self/fd/\(g)", r.flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOFOLLOW) | O_CLOEXEC)
+        // O_NOFOLLOW (shm_open sets it) would refuse the /proc/self/fd link;
+        // O_TMPFILE (tmpfile() sets it, with O_DIRECTORY) would make a new file.
+        let oTmpfile: Int32 = 0o20000000 | O_DIRECTORY
+        let fd = open("/proc/self/fd/\(g)", r.flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOFOLLOW | oTmpfile) | O_CLOEXEC)
         if fd < 0 { throw .errno("reopening \(r.path) for fd \(r.fd)") }
         table.opened.append(fd)
         if r.offset != 0 && lseek(fd, off_t(r.offset), SEEK_SET) < 0 { throw .errno("seeking \(r.path) to \(r.offset)") }
