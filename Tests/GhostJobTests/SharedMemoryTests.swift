@@ -103,19 +103,58 @@ final class DeletedFileTests: GhostTestCase {
         try checkpointKillResume("deleted_files")
     }
 
-    /// A deleted file only mapped privately, with no descriptor left: its
-    /// contents cannot be read back, so the checkpoint fails clearly and the
-    /// job keeps running.
-    func testPrivateMappingOfDeletedFileIsRefusedClearly() throws {
-        let exe = try program("deleted_files")
-        let dir = try makeTempDir("delpriv")
-        let run = try startGhostRun(exe, ["private-only"], imageDir: dir + "/images", cwd: dir)
+    /// A deleted file only mapped privately, with no descriptor left (like a
+    /// library replaced by an upgrade): its pages are read through the mapping.
+    func testPrivateMappingOfDeletedFileComesBack() throws {
+        let line = try checkpointKillResume("deleted_files", ["private-only"])
+        XCTAssertEqual(line, "ok still running, page intact")
+    }
+
+    /// The job's executable and a shared library it uses are replaced while
+    /// it runs (a rebuild, a package upgrade): the checkpoint stores the old
+    /// ones, and the resumed job runs the old code to the same result.
+    func testReplacedExecutableAndLibrary() throws {
+        let dir = try makeTempDir("replaced")
+        func cc(_ args: [String]) throws {
+            let r = try runToCompletion("/usr/bin/env", ["cc"] + args, cwd: dir, timeout: 60)
+            XCTAssertEqual(r.status, .exited(0), r.stderr)
+        }
+        try "unsigned long step(unsigned long x) { return x * 6364136223846793005UL + 1442695040888963407UL; }\n"
+            .write(toFile: dir + "/lib.c", atomically: true, encoding: .utf8)
+        try """
+        #include <stdio.h>
+        #include <unistd.h>
+        unsigned long step(unsigned long);
+        int main(void) {
+            unsigned long x = 1;
+            for (int i = 0; i < 1000; i++) x = step(x);
+            printf("ready\\n"); fflush(stdout);
+            char buf[8]; if (read(0, buf, sizeof buf) < 0) return 1;
+            for (int i = 0; i < 1000; i++) x = step(x);
+            printf("ok %lx\\n", x); return 0;
+        }
+        """.write(toFile: dir + "/main.c", atomically: true, encoding: .utf8)
+        try cc(["-shared", "-fPIC", "-o", "libstep.so", "lib.c"])
+        try cc(["-o", "app", "main.c", "-L.", "-lstep", "-Wl,-rpath,\(dir)"])
+        let reference = try runToCompletion(dir + "/app", [], cwd: dir, input: "go\n", timeout: 60)
+        let want = reference.stdout.split(separator: "\n").last.map(String.init) ?? "?"
+
+        let run = try startGhostRun(dir + "/app", [], imageDir: dir + "/images", cwd: dir)
+        let pid = try jobPid(of: run)
         try run.waitFor("ready", in: .stdout, timeout: 60)
-        run.signal(SIGUSR1)
-        let failed = try run.waitFor("checkpoint 1 failed", in: .stderr, timeout: 60)
-        XCTAssertTrue(failed.contains("deleted file") && failed.contains("private-only.dat"), failed)
-        try run.write("go\n")
-        try run.waitFor("ok still running, page intact", in: .stdout, timeout: 30)
-        try expectExit(run, .exited(0))
+        // A rebuild: new files under the same names, different code.
+        try "unsigned long step(unsigned long x) { return x + 1; }\n".write(toFile: dir + "/lib.c", atomically: true, encoding: .utf8)
+        unlink(dir + "/libstep.so"); unlink(dir + "/app")
+        try cc(["-shared", "-fPIC", "-o", "libstep.so", "lib.c"])
+        try cc(["-o", "app", "main.c", "-L.", "-lstep", "-Wl,-rpath,\(dir)"])
+        try checkpoint(run, number: 1)
+        try killNode(run, jobPid: pid)
+
+        let resumed = try startGhostResume(dir + "/images", cwd: dir)
+        _ = try waitResumed(resumed)
+        try resumed.write("go\n")
+        let got = try resumed.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 60)
+        XCTAssertEqual(got.line, want, resumed.transcript)
+        try expectExit(resumed, .exited(0))
     }
 }

@@ -6,6 +6,9 @@ public struct ProcessRecord: Codable, Sendable {
     public var sid: Int32
     public var comm: String
     public var exe: FileIdentity
+    /// The executable was deleted or replaced while the job ran: this
+    /// SharedMemoryRecord holds it, and the restored process runs that copy.
+    public var exeObject: Int?
     public var cwd: String
     public var umask: UInt32
     public var personality: UInt64

@@ -104,6 +104,7 @@ public struct Checkpointer {
         for i in captured.indices {
             captured[i].areas = members[i].areas
             captured[i].record.fds = members[i].fds
+            captured[i].record.exeObject = members[i].exeObject
         }
         return records
     }

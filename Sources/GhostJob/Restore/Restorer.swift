@@ -72,7 +72,7 @@ public struct Restorer {
     /// Rebuilds the job and returns its processes; it is running when this returns.
     public func restore(_ m: Manifest) throws(GhostError) -> JobHandle {
         try Self.checkCompatible(m)
-        for p in m.processes where p.zombieStatus == nil {
+        for p in m.processes where p.zombieStatus == nil && p.exeObject == nil {
             try MemoryState.checkUnchanged(p.exe, at: p.mm.startCode)
         }
         if m.namespaces == true { return try restoreInNamespaces(m) }
@@ -86,12 +86,14 @@ public struct Restorer {
         // Descriptors are opened here and inherited by the husk at their numbers.
         let table = FileState.Table()
         defer { table.closeAll() }
-        try SharedMemoryState.prepare(m.sharedMemory ?? [], store: store, blockPages: m.blockPages, table: table)
+        try SharedMemoryState.prepare(m.sharedMemory ?? [], executables: Set(m.processes.compactMap(\.exeObject)), store: store, blockPages: m.blockPages, table: table)
         let shm = try SharedMemoryState.husksDescriptors(p, table: table)
         let fds = try FileState.prepare(p.fds, pid: p.pid, allRecords: [(p.pid, p.fds)], table: table, store: store)
             + shm.fds
         let limits = ProcessAttributes.limitsForHusk(p.rlimits, warn: warn)
-        let pid = try spawnHusk(p, fds: fds, limits: limits)
+        // A deleted executable runs from ghost's copy, handed over as a descriptor.
+        let exePath = p.exeObject.flatMap { shm.numbers[$0] }.map { "/proc/self/fd/\($0)" } ?? p.exe.path
+        let pid = try spawnHusk(p, exe: exePath, fds: fds, limits: limits)
         var done = false
         defer { if !done { kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, __WALL) } }
         let tracee = Tracee(tid: pid)
@@ -109,7 +111,7 @@ public struct Restorer {
         let table = FileState.Table()
         defer { table.closeAll() }
         let all = procs.map { (pid: $0.pid, fds: $0.fds) }
-        try SharedMemoryState.prepare(m.sharedMemory ?? [], store: store, blockPages: m.blockPages, table: table)
+        try SharedMemoryState.prepare(m.sharedMemory ?? [], executables: Set(m.processes.compactMap(\.exeObject)), store: store, blockPages: m.blockPages, table: table)
         var prepared: [[(src: Int32, dst: Int32)]] = []
         var objectNumbers: [[Int: Int32]] = []
         for p in procs {
@@ -239,11 +241,12 @@ public struct Restorer {
         }
         try MemoryState.restore(p.vmas, ctx: ctx, store: store, blockPages: m.blockPages, objects: objects)
         if let h = holdFd, h >= 0 { try ctx.syscall.call(SYS.close, UInt64(h)) }
-        for n in objects.values { try ctx.syscall.call(SYS.close, UInt64(n)) }
         try FileState.restoreFlags(p.fds, ctx: ctx)
         try SignalState.restoreActions(p.signals, ctx: ctx)
         try ProcessAttributes.restoreComm(p.comm, ctx: ctx)
-        try ProcessAttributes.restoreMM(p.mm, ctx: ctx, exe: setExe ? p.exe.path : nil)
+        try ProcessAttributes.restoreMM(p.mm, ctx: ctx, exe: setExe ? p.exe.path : nil,
+                                        exeFd: setExe ? p.exeObject.flatMap { objects[$0] } : nil)
+        for n in objects.values { try ctx.syscall.call(SYS.close, UInt64(n)) }
 
         // Threads: the first record is the thread the husk already is; the
         // others are cloned with their old thread IDs (needs the namespace's
@@ -276,14 +279,14 @@ public struct Restorer {
         return threads.map { $0.1 }
     }
 
-    private func spawnHusk(_ p: ProcessRecord, fds: [(src: Int32, dst: Int32)],
+    private func spawnHusk(_ p: ProcessRecord, exe: String, fds: [(src: Int32, dst: Int32)],
                            limits: [RlimitRecord]) throws(GhostError) -> pid_t {
         var err: Int32 = 0, step: Int32 = 0
         let src = fds.map(\.src), dst = fds.map(\.dst)
         let res = limits.map(\.resource), cur = limits.map(\.soft), max = limits.map(\.hard)
-        let pid: pid_t = withCStrings([p.exe.path]) { argv in
+        let pid: pid_t = withCStrings([exe]) { argv in
             withCStrings([]) { envp in
-                p.exe.path.withCString { path in
+                exe.withCString { path in
                     p.cwd.withCString { cwd in
                         src.withUnsafeBufferPointer { srcp in dst.withUnsafeBufferPointer { dstp in
                             res.withUnsafeBufferPointer { rp in cur.withUnsafeBufferPointer { cp in
@@ -303,7 +306,7 @@ public struct Restorer {
         }
         if pid > 0 { return pid }
         let what = ["fork", "changing to the directory \(p.cwd)", "setting resource limits",
-                    "setting up file descriptors", "PTRACE_TRACEME", "executing \(p.exe.path)"]
+                    "setting up file descriptors", "PTRACE_TRACEME", "executing \(exe)"]
         throw .system("starting the process to restore into: \(what[Int(step) < what.count ? Int(step) : 0])", errno: err)
     }
 }

@@ -17,11 +17,10 @@ enum ProcessAttributes {
     static func capture(ctx: ProcessContext, status: [String: String]) throws(GhostError) -> Captured {
         let pid = ctx.pid
         let st = try ProcFS.stat(pid)
-        let exePath = try ProcFS.readLink("/proc/\(pid)/exe")
-        if exePath.hasSuffix(" (deleted)") {
-            throw .unsupported("the executable of process \(pid), \(exePath.dropLast(10)), was deleted or replaced; "
-                + "ghost needs it to resume the job")
-        }
+        // A deleted (or replaced) executable is stored with the shared
+        // memory objects (SharedMemoryState); the path is kept for messages.
+        var exePath = try ProcFS.readLink("/proc/\(pid)/exe")
+        if exePath.hasSuffix(" (deleted)") { exePath = String(exePath.dropLast(10)) }
         var s = stat()
         if stat("/proc/\(pid)/exe", &s) != 0 { throw .errno("stat of the executable of process \(pid)") }
         let exe = FileIdentity(path: exePath, size: Int64(s.st_size),
@@ -78,14 +77,16 @@ enum ProcessAttributes {
     /// call, which the kernel allows an unprivileged process to do to itself.
     /// With `exe`, /proc/PID/exe is set to it too (exe_fd; needs
     /// CAP_SYS_ADMIN in the process's user namespace, which a husk there has).
-    static func restoreMM(_ mm: MMRecord, ctx: ProcessContext, exe: String? = nil) throws(GhostError) {
+    /// `exe`: a path to open in the process, or `exeFd`: a descriptor it already has.
+    static func restoreMM(_ mm: MMRecord, ctx: ProcessContext, exe: String? = nil, exeFd: Int32? = nil) throws(GhostError) {
         var exeFD: UInt32 = UInt32.max
-        if let exe {
+        if let exe, exeFd == nil {
             let path = try ctx.scratch.putString(exe, at: 3072)
             exeFD = UInt32(try ctx.syscall.check("opening \(exe)", SYS.openat, UInt64(bitPattern: Int64(AT_FDCWD)), path,
                                                  UInt64(O_RDONLY | O_CLOEXEC)))
         }
-        defer { if exeFD != UInt32.max { _ = try? ctx.syscall.call(SYS.close, UInt64(exeFD)) } }
+        defer { if exeFD != UInt32.max && exeFd == nil { _ = try? ctx.syscall.call(SYS.close, UInt64(exeFD)) } }
+        if let exeFd { exeFD = UInt32(exeFd) }
         let auxBytes = Array<UInt8>.le(contentsOf: mm.auxv)
         let auxAddr = try ctx.scratch.put(auxBytes, at: 512)
         // struct prctl_mm_map: 13 u64 fields, then auxv_size (u32) and exe_fd (u32).

@@ -98,6 +98,8 @@ enum SharedMemoryState {
         var fds: [FDRecord]
         /// From residentPages, taken while the process was stopped.
         var resident: [UInt64: [(UInt64, UInt64)]]
+        /// Set by capture when the process's executable was deleted.
+        var exeObject: Int? = nil
     }
 
     private struct Mapper { var member: Int; var area: Int }
@@ -110,6 +112,7 @@ enum SharedMemoryState {
         var mappers: [Mapper] = []
         var fd: Int32 = -1            // ghost's descriptor for reading it, when it has one
         var wholeFile = false         // all allocated pages count, not only mapped ones
+        var copiedIn: [Int: Set<Int>] = [:]   // mapper -> object pages it copied on write
         init(id: Int, kind: SharedMemoryRecord.Kind) { self.id = id; self.kind = kind }
     }
 
@@ -137,6 +140,19 @@ enum SharedMemoryState {
                 o.mappers.append(Mapper(member: mi, area: ai))
                 o.size = max(o.size, Int64(m.offset + (m.end - m.start)))
                 members[mi].areas[ai].1.object = o.id
+            }
+            // A deleted executable: /proc/PID/exe still opens it (for a tracer).
+            let exeLink = "/proc/\(member.pid)/exe"
+            if (try? ProcFS.readLink(exeLink))?.hasSuffix(" (deleted)") == true {
+                var st = stat()
+                if stat(exeLink, &st) != 0 { throw .errno("stat of the executable of process \(member.pid)") }
+                let o = object(Key(dev: devString(st.st_dev), inode: UInt64(st.st_ino)), .deletedFile)
+                if o.path == nil { o.path = String(((try? ProcFS.readLink(exeLink)) ?? "exe").dropLast(10)) }
+                if o.fd < 0 {
+                    o.fd = open(exeLink, O_RDONLY | O_CLOEXEC)
+                    if o.fd < 0 { throw .errno("opening the deleted executable of process \(member.pid)") }
+                }
+                members[mi].exeObject = o.id
             }
             for (fi, r) in member.fds.enumerated() where r.kind == .sharedMemory && r.sameAs == nil {
                 let link = "/proc/\(member.pid)/fd/\(r.fd)"
@@ -199,11 +215,6 @@ enum SharedMemoryState {
     /// Size, seals and mode from the object's file, opening it by path if the
     /// job holds no descriptor for it.
     private static func describeFile(_ o: Object, key: Key, members: [Member]) throws(GhostError) {
-        if o.fd < 0 && o.kind == .deletedFile && !o.mappers.contains(where: { members[$0.member].areas[$0.area].1.kind == .sharedFile }) {
-            let m = o.mappers.first.map { members[$0.member] }
-            throw .unsupported("process \(m?.pid ?? 0) maps the deleted file \(o.path ?? "?") privately and no process of "
-                + "the job holds it open, so its contents cannot be read back; ghost cannot checkpoint that")
-        }
         if o.fd < 0, o.kind == .tmpfsFile || o.kind == .diskFile, let path = o.path {
             o.fd = open(path, O_RDONLY | O_CLOEXEC)
             if o.fd < 0 { throw .errno("opening \(path), which the job maps shared") }
@@ -230,12 +241,25 @@ enum SharedMemoryState {
     private static func pagesToStore(_ o: Object, members: [Member]) throws(GhostError) -> [Int] {
         let ps = MemoryState.pageSize
         var set = Set<Int>()
-        for mp in o.mappers {
+        for (mi, mp) in o.mappers.enumerated() {
             let (m, v) = members[mp.member].areas[mp.area]
-            if v.kind == .privateFile { continue }     // its pages are the file's or the process's own
             let pagemap = open("/proc/\(members[mp.member].pid)/pagemap", O_RDONLY | O_CLOEXEC)
             if pagemap < 0 { throw .errno("open /proc/\(members[mp.member].pid)/pagemap") }
             defer { close(pagemap) }
+            if v.kind == .privateFile {
+                // Pages of a private mapping are the file's until copied on
+                // write. Only a deleted file nobody holds open (a replaced
+                // library) is read through them: every page not copied.
+                guard o.kind == .deletedFile && o.fd < 0 else { continue }
+                let first = Int(m.offset) / ps
+                var copied = Set<Int>()
+                for (s, e) in try MemoryState.pagesToStore(m, kind: .privateFile, pagemap: pagemap) {
+                    for i in 0..<Int((e - s) / UInt64(ps)) { copied.insert(first + Int((s - m.start) / UInt64(ps)) + i) }
+                }
+                o.copiedIn[mi] = copied
+                for p in first..<(first + Int((m.end - m.start) / UInt64(ps))) where !copied.contains(p) { set.insert(p) }
+                continue
+            }
             let present = try MemoryState.pagesToStore(m, kind: .sharedAnonymous, pagemap: pagemap)
             // A deleted disk file read only through its mappings: every page
             // (those not in memory are still on disk, but nowhere after restore).
@@ -271,14 +295,14 @@ enum SharedMemoryState {
             if groups.last?.index == p / bp { groups[groups.count - 1].pages.append(p) } else { groups.append((p / bp, [p])) }
         }
         // Without a descriptor, pages are read through a mapper that covers them.
-        var sources: [(start: Int, end: Int, address: UInt64, memory: ProcessMemory)] = []
+        var sources: [(start: Int, end: Int, address: UInt64, memory: ProcessMemory, copied: Set<Int>)] = []
         if o.fd < 0 {
-            for mp in o.mappers {
+            for (mi, mp) in o.mappers.enumerated() {
                 let (m, v) = members[mp.member].areas[mp.area]
-                if v.kind == .privateFile { continue }
+                if v.kind == .privateFile && o.copiedIn[mi] == nil { continue }
                 let first = Int(m.offset) / ps
                 sources.append((first, first + Int((m.end - m.start) / UInt64(ps)), m.start,
-                                try ProcessMemory(pid: members[mp.member].pid, writable: false)))
+                                try ProcessMemory(pid: members[mp.member].pid, writable: false), o.copiedIn[mi] ?? []))
             }
         }
         let fd = o.fd, keepZero = o.kind == .diskFile, all = groups, srcs = sources
@@ -294,7 +318,7 @@ enum SharedMemoryState {
                     if n < 0 { throw .errno("reading page \(p) of shared memory") }
                     if n < ps { (dst.baseAddress! + max(0, n)).initializeMemory(as: UInt8.self, repeating: 0, count: ps - max(0, n)) }
                 } else {
-                    guard let s = srcs.first(where: { p >= $0.start && p < $0.end }) else { continue }
+                    guard let s = srcs.first(where: { p >= $0.start && p < $0.end && !$0.copied.contains(p) }) else { continue }
                     try s.memory.read(at: s.address + UInt64((p - s.start) * ps), into: dst)
                 }
                 if !keepZero && MemoryState.isZero(dst.baseAddress!) { continue }
@@ -315,7 +339,8 @@ enum SharedMemoryState {
     /// Makes every object in ghost: a memfd filled with its pages, or the file
     /// brought back to its checkpoint contents. Returns id -> ghost's descriptor;
     /// the descriptors are owned by `table`.
-    static func prepare(_ records: [SharedMemoryRecord], store: ImageStore, blockPages: Int,
+    /// `executables`: objects that are a process's executable.
+    static func prepare(_ records: [SharedMemoryRecord], executables: Set<Int>, store: ImageStore, blockPages: Int,
                         table: FileState.Table) throws(GhostError) {
         for r in records {
             let fd: Int32
@@ -343,6 +368,16 @@ enum SharedMemoryState {
             try fill(fd, r, store: store, blockPages: blockPages)
             if let seals = r.seals, fcntl(fd, fAddSeals, seals) != 0 {
                 throw .errno("sealing memfd \(r.name ?? "")")
+            }
+            if executables.contains(r.id) {
+                // The kernel runs no file that is open for writing (and
+                // PR_SET_MM_MAP refuses it as an executable): keep a read-only one.
+                let ro = open("/proc/self/fd/\(fd)", O_RDONLY | O_CLOEXEC)
+                if ro < 0 { throw .errno("reopening the executable \(r.path ?? "") read-only") }
+                table.opened.removeAll { $0 == fd }
+                close(fd)
+                table.opened.append(ro)
+                table.objects[r.id] = ro
             }
         }
     }
@@ -387,7 +422,7 @@ enum SharedMemoryState {
         -> (fds: [(src: Int32, dst: Int32)], numbers: [Int: Int32]) {
         var next = (p.fds.map(\.fd).max() ?? 2) + 1
         var fds: [(src: Int32, dst: Int32)] = [], numbers: [Int: Int32] = [:]
-        for id in Set(p.vmas.compactMap(\.object)).sorted() {
+        for id in Set(p.vmas.compactMap(\.object) + (p.exeObject.map { [$0] } ?? [])).sorted() {
             guard let src = table.objects[id] else { throw .badImage("process \(p.pid) maps shared memory object \(id), which is missing") }
             fds.append((src, next))
             numbers[id] = next
