@@ -92,4 +92,11 @@ final class WholeJobTests: GhostTestCase {
         XCTAssertEqual(ok.index, 0, run.transcript)
         try expectExit(run, .exited(0))
     }
+
+    /// Threads keep their names, CPU affinity, nice values and scheduling
+    /// policy (the program checks each thread itself after resume).
+    func testThreadNamesAffinityNiceAndPolicy() throws {
+        let line = try checkpointKillResume("thread_attrs")
+        XCTAssertTrue(line.contains("main is thread_attrs"), line)
+    }
 }

@@ -15,6 +15,8 @@ public struct ThreadRecord: Codable, Sendable {
     public var rseq: RseqRecord?
     /// When the thread was stopped inside a blocking system call: what to do on resume.
     public var syscallRestart: String?
+    /// Name, CPU affinity, nice value, policy (nil in images from before).
+    public var scheduling: SchedulingRecord?
 
     public init(tid: Int32, regs: [UInt64], xstate: [UInt8], sigmask: UInt64, pending: [[UInt8]],
                 sigaltstack: AltStack, clearChildTid: UInt64, robustList: UInt64, robustListLen: UInt64,

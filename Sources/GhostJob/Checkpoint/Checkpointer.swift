@@ -169,6 +169,7 @@ public struct Checkpointer {
             tctx.scratch = ctx.scratch
             var t = try ThreadState.capture(ctx: tctx, tid: f.pid, mask: masks[f.pid] ?? 0, dequeued: f.dequeued)
             t.tid = outerToInner[f.pid] ?? (job.initPid == nil ? f.pid : JobNamespace.innerPid(f.pid))
+            t.scheduling = try SchedulingState.capture(pid: pid, tid: f.pid)
             threads.append(t)
             // Signals the freeze dequeued go back on the queue of the running job.
             if !f.dequeued.isEmpty {

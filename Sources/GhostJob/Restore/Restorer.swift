@@ -263,6 +263,7 @@ public struct Restorer {
         }
         for (t, _, tctx) in threads {
             try ThreadState.restoreKernelState(t, ctx: tctx)
+            if let s = t.scheduling { try SchedulingState.restore(s, ctx: tctx, tid: tctx.pid, warn: warn) }
         }
         try SignalState.restorePending(p.signals, ctx: ctx, tgid: innerPid)
         for (t, _, tctx) in threads {
