@@ -84,3 +84,51 @@ extension DescriptorTests {
         try listener.waitFor("ok listener done", in: .stdout, timeout: 60)
     }
 }
+
+extension DescriptorTests {
+    /// The unix socket and FIFO/eventfd/timerfd/signalfd/epoll programs as an
+    /// ordinary user (sock_diag, SO_PEEK_OFF, kcmp, TFD_IOC_SET_TICKS need
+    /// no privilege). As root: as user `ghosttest` through setpriv, with the
+    /// tools copied where that user can run them.
+    func testDescriptorsAsUnprivilegedUser() throws {
+        var wrapper: [String] = []
+        var run = Paths.ghostRun, resume = Paths.ghostResume
+        let dir = try makeTempDir("fds-user")
+        chmod(dir, 0o755)
+        let work = dir + "/work"
+        mkdir(work, 0o700)
+        if GhostTestCase.isRoot {
+            let user = "ghosttest"
+            if getpwnam(user) == nil {
+                let r = try runToCompletion("/usr/sbin/useradd", ["-M", "-s", "/usr/sbin/nologin", user], timeout: 60)
+                XCTAssertEqual(r.status, .exited(0), "useradd \(user): \(r.stderr)")
+            }
+            guard let pw = getpwnam(user) else { throw HarnessError("user \(user) does not exist and could not be created") }
+            guard chown(work, pw.pointee.pw_uid, pw.pointee.pw_gid) == 0 else { throw HarnessError("chown \(work)") }
+            let bin = try makeTempDir("fds-bin")
+            chmod(bin, 0o755)
+            for tool in ["ghost-run", "ghost-resume"] {
+                try FileManager.default.copyItem(atPath: Paths.binDir + "/" + tool, toPath: bin + "/" + tool)
+                chmod(bin + "/" + tool, 0o755)
+            }
+            run = bin + "/ghost-run"
+            resume = bin + "/ghost-resume"
+            wrapper = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--"]
+        }
+        for name in ["unix_sockets", "fd_kinds"] {
+            let exe = try program(name)
+            let images = work + "/images-" + name
+            let job = try startGhostRun(exe, imageDir: images, cwd: work, wrapper: wrapper, ghostRunPath: run)
+            let pid = try jobPid(of: job, exe: exe)
+            try job.waitFor("ready", in: .stdout, timeout: 60)
+            try checkpoint(job, number: 1)
+            try killNode(job, jobPid: pid)
+            let resumed = try startGhostResume(images, cwd: work, wrapper: wrapper, ghostResumePath: resume)
+            _ = try waitResumed(resumed, exe: exe)
+            try resumed.write("go\n")
+            let okLine = try resumed.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 120)
+            XCTAssertEqual(okLine.index, 0, "\(name) as an ordinary user: \(okLine.line)\n\(resumed.transcript)")
+            try expectExit(resumed, .exited(0))
+        }
+    }
+}
