@@ -4,6 +4,7 @@
  * "ready", then after a release line opens, depending on argv[1]:
  *   tcp        a TCP connection to a listener of its own on 127.0.0.1,
  *   unix PATH  a connection to the unix socket PATH (held outside the job),
+ *   inotify    an inotify descriptor watching the working directory,
  * ("listen PATH" is that outside listener: it accepts one connection and
  * reads from it until it closes),
  * says "ready2", and after a second release line checks the connection
@@ -13,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -34,7 +36,13 @@ int main(int argc, char **argv)
     ready();
     wait_release();
     int a, b;
-    if (strcmp(argv[1], "tcp") == 0) {
+    if (strcmp(argv[1], "inotify") == 0) {
+        a = b = inotify_init1(0);
+        CHECK(a >= 0 && inotify_add_watch(a, ".", IN_CREATE) >= 0, "inotify: %s", strerror(errno));
+        say("ready2");
+        wait_release();
+        ok("socket still works");
+    } else if (strcmp(argv[1], "tcp") == 0) {
         int l = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t len = sizeof sa;
