@@ -137,18 +137,32 @@ extension DescriptorTests {
     /// An inotify descriptor (like fanotify, pidfd, userfaultfd, io_uring):
     /// the checkpoint fails naming it and the descriptor, the job goes on.
     func testInotifyFailsCheckpointCleanly() throws {
+        let line = try failingCheckpoint("inotify")
+        XCTAssertTrue(line.contains("is an inotify descriptor") && line.contains("fd 3 of process"), line)
+    }
+
+    /// A unix connection still waiting in the job's own listener (not
+    /// accepted): the checkpoint fails saying so, the job goes on.
+    func testConnectionNotAcceptedFailsCheckpointCleanly() throws {
+        let line = try failingCheckpoint("pending")
+        XCTAssertTrue(line.contains("accepted yet") && line.contains("of process"), line)
+    }
+
+    /// Runs sock_outside MODE, asks for checkpoint 1 once the descriptor is
+    /// open, expects it to fail and the job to finish; returns the failure line.
+    func failingCheckpoint(_ mode: String) throws -> String {
         let exe = try program("sock_outside")
-        let dir = try makeTempDir("inotify")
-        let run = try startGhostRun(exe, ["inotify"], imageDir: dir + "/images", cwd: dir)
+        let dir = try makeTempDir(mode)
+        let run = try startGhostRun(exe, [mode], imageDir: dir + "/images", cwd: dir)
         try run.waitFor("ready", in: .stdout, timeout: 60)
         try run.write("go\n")
         try run.waitFor("ready2", in: .stdout, timeout: 60)
         run.signal(SIGUSR1)
         let (i, line) = try run.waitFor(anyOf: ["ghost: checkpoint 1 done", "ghost: checkpoint 1 failed"], in: .stderr, timeout: 120)
         XCTAssertEqual(i, 1, "the checkpoint should fail: \(run.transcript)")
-        XCTAssertTrue(line.contains("is an inotify descriptor") && line.contains("fd 3 of process"), line)
         try run.write("go\n")
         try run.waitFor("ok socket still works", in: .stdout, timeout: 60)
         try expectExit(run, .exited(0))
+        return line
     }
 }

@@ -5,6 +5,7 @@
  *   tcp        a TCP connection to a listener of its own on 127.0.0.1,
  *   unix PATH  a connection to the unix socket PATH (held outside the job),
  *   inotify    an inotify descriptor watching the working directory,
+ *   pending    a unix connection to its own listener, not accepted yet,
  * ("listen PATH" is that outside listener: it accepts one connection and
  * reads from it until it closes),
  * says "ready2", and after a second release line checks the connection
@@ -36,6 +37,20 @@ int main(int argc, char **argv)
     ready();
     wait_release();
     int a, b;
+    if (strcmp(argv[1], "pending") == 0) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "ghost-pending-%d", (int)getpid());
+        int l = socket(AF_UNIX, SOCK_STREAM, 0);
+        a = socket(AF_UNIX, SOCK_STREAM, 0);
+        CHECK(bind(l, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(l, 4) == 0
+              && connect(a, (struct sockaddr *)&sa, sizeof sa) == 0, "pending: %s", strerror(errno));
+        say("ready2");
+        wait_release();
+        b = accept(l, NULL, NULL);
+        char c;
+        CHECK(b >= 0 && write(a, "q", 1) == 1 && read(b, &c, 1) == 1 && c == 'q', "pending connection broken");
+        ok("socket still works");
+    }
     if (strcmp(argv[1], "inotify") == 0) {
         a = b = inotify_init1(0);
         CHECK(a >= 0 && inotify_add_watch(a, ".", IN_CREATE) >= 0, "inotify: %s", strerror(errno));

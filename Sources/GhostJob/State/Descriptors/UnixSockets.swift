@@ -13,7 +13,7 @@ import CGhostSys
 /// other socket (TCP, UDP, netlink, a peer outside the job) stops the
 /// checkpoint with a message saying what it is.
 enum UnixSockets {
-    static let stateListen: UInt32 = 10
+    static let stateListen: UInt32 = 10, stateEstablished: UInt32 = 1
 
     /// Per process: the socket's inode, type and options; the rest needs the whole job (`link`).
     static func capture(pid: pid_t, into r: inout FDRecord) throws(GhostError) {
@@ -91,8 +91,19 @@ enum UnixSockets {
                 s.name = try absolute(name(d), pid: pid, fd: fd)
             } else if d.peer != 0 {
                 if inJob.contains(d.peer) {
+                    // A pair only if each end is the other's peer; a datagram socket
+                    // connect()ed to a bound one that others send to is not.
+                    guard all[d.peer]?.peer == s.id else {
+                        throw .unsupported("fd \(fd) of process \(pid) is \(describe(dup)), a datagram socket connected "
+                            + "to a bound socket of the job that is not connected back; ghost cannot checkpoint that yet")
+                    }
                     s.state = .connected
                     s.peer = d.peer
+                } else if all[d.peer] == nil && s.type != Int32(SOCK_DGRAM.rawValue) && d.shutdown != 3 {
+                    // The peer is not listed yet not closed (closing it would have shut this one down):
+                    // a connection still waiting in a listener's queue.
+                    throw .unsupported("fd \(fd) of process \(pid) is \(describe(dup)), whose connection has not been "
+                        + "accepted yet; ghost cannot checkpoint that: take the checkpoint once it is accepted")
                 } else if all[d.peer] != nil {
                     throw .unsupported("fd \(fd) of process \(pid) is \(describe(dup)), whose other end (socket:[\(d.peer)]) "
                         + "is held by a program outside the job; ghost cannot checkpoint connections to other programs: "
@@ -100,6 +111,10 @@ enum UnixSockets {
                 } else {
                     s.state = .peerClosed
                 }
+            } else if d.state == stateEstablished && s.type != Int32(SOCK_DGRAM.rawValue) {
+                // Connected to a socket without an inode yet: one waiting in a listener's queue.
+                throw .unsupported("fd \(fd) of process \(pid) is \(describe(dup)), whose connection has not been "
+                    + "accepted yet; ghost cannot checkpoint that: take the checkpoint once it is accepted")
             } else {
                 s.state = .unconnected
                 if d.namelen > 0 { s.name = try absolute(name(d), pid: pid, fd: fd) }
