@@ -206,11 +206,12 @@ enum UnixSockets {
             if s.state == .connected && peerRecord == nil {
                 throw .badImage("fd \(r.fd) of the job is connected to socket \(s.peer ?? 0), which the image does not hold")
             }
-            try setOptions(sv[0], r)
-            if let p = peerRecord { try setOptions(sv[1], p) }
-            // Each queue is refilled by sending from the other end, before any shutdown.
+            // Each queue is refilled by sending from the other end, with the default
+            // buffer sizes (the job may have made them smaller since), before any shutdown.
             try refill(s, from: sv[1], store: store, what: "fd \(r.fd) of the job")
             if let p = peerRecord?.socket { try refill(p, from: sv[0], store: store, what: "its peer") }
+            try setOptions(sv[0], r)
+            if let p = peerRecord { try setOptions(sv[1], p) }
             try shutdowns(sv[0], s, peer: peerRecord?.socket)
             if let p = peerRecord?.socket {
                 try shutdowns(sv[1], p, peer: s)
