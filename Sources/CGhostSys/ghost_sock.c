@@ -37,7 +37,7 @@ long ghost_unix_diag(struct ghost_unix_sock *out, long max) {
     msg.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN;
     if (send(nl, &msg, sizeof msg, 0) < 0) { int e = errno; close(nl); errno = e; return -1; }
     long n = 0;
-    static __thread char buf[32768];
+    static __thread char buf[65536];   // more than a netlink dump message can be
     for (;;) {
         ssize_t r = recv(nl, buf, sizeof buf, 0);
         if (r < 0) { if (errno == EINTR) continue; int e = errno; close(nl); errno = e; return -1; }
