@@ -181,6 +181,28 @@ int ghost_unix_listen(int type, const char *name, int namelen, int backlog) {
     return fd;
 }
 
+static socklen_t unix_addr(struct sockaddr_un *a, const char *name, int namelen) {
+    if (namelen <= 0 || namelen > (int)sizeof a->sun_path) return 0;
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    memcpy(a->sun_path, name, (size_t)namelen);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)namelen);
+}
+
+int ghost_unix_connect(int fd, const char *name, int namelen) {
+    struct sockaddr_un a;
+    socklen_t l = unix_addr(&a, name, namelen);
+    if (l == 0) { errno = EINVAL; return -1; }
+    return connect(fd, (struct sockaddr *)&a, l);
+}
+
+long ghost_unix_sendto(int fd, const void *buf, size_t len, const char *name, int namelen) {
+    struct sockaddr_un a;
+    socklen_t l = unix_addr(&a, name, namelen);
+    if (l == 0) { errno = EINVAL; return -1; }
+    return (long)sendto(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a, l);
+}
+
 int ghost_timerfd_set_ticks(int fd, uint64_t ticks) {
     return ioctl(fd, TFD_IOC_SET_TICKS, &ticks);
 }

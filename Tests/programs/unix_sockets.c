@@ -9,6 +9,8 @@
  * shut-down stream are in there too. After the release line both sides read
  * everything back: same bytes, same datagram boundaries, nothing more (a
  * non-blocking read then gives EAGAIN); the listeners accept new connections;
+ * a datagram socket bound to a path gets the datagrams the child's
+ * connect()ed socket had sent it, and then new ones;
  * a datagram pair that both processes hold still carries data both ways.
  */
 #include "common.h"
@@ -106,6 +108,13 @@ int main(void)
     snprintf(abstract, sizeof abstract, "ghost-test-%d", (int)getpid());
     unlink(path);
     int lp = listen_on(path, 0), la = listen_on(abstract, 1);
+    char dpath[64];
+    snprintf(dpath, sizeof dpath, "dsock-%d", (int)getpid());
+    unlink(dpath);
+    struct sockaddr_un da;
+    socklen_t dl = addr(&da, dpath, 0);
+    int ds = socket(AF_UNIX, SOCK_DGRAM, 0);
+    CHECK(ds >= 0 && bind(ds, (struct sockaddr *)&da, dl) == 0, "bind datagram socket: %s", strerror(errno));
     int rcvbuf = 50000;
     CHECK(setsockopt(dg[0], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0, "SO_RCVBUF");
     int rcv_before = getint(dg[0], SO_RCVBUF), one = 1;
@@ -123,6 +132,9 @@ int main(void)
         send_all(shut[1], 3, 700);
         CHECK(shutdown(shut[1], SHUT_WR) == 0, "shutdown");
         send_all(cp, 4, 1500);
+        int dc = socket(AF_UNIX, SOCK_DGRAM, 0);
+        CHECK(dc >= 0 && connect(dc, (struct sockaddr *)&da, dl) == 0, "connect datagram socket: %s", strerror(errno));
+        CHECK(send(dc, "one", 3, 0) == 3 && send(dc, "second", 6, 0) == 6 && send(dc, "3", 1, 0) == 1, "send to bound");
         CHECK(write(sync1[1], "w", 1) == 1, "sync");
         char c;
         CHECK(read(sync2[0], &c, 1) == 1, "child: waiting for the parent");
@@ -139,6 +151,7 @@ int main(void)
         int c2 = connect_to(path, 0), c3 = connect_to(abstract, 1);
         send_all(c2, 6, 10); send_all(c3, 7, 11);
         /* A pair both processes hold: datagrams both ways. */
+        CHECK(send(dc, "late", 4, 0) == 4, "child: send to the bound socket after resume: %s", strerror(errno));
         CHECK(send(both[0], "from-child", 10, 0) == 10, "child send both");
         char b[32];
         CHECK(recv(both[0], b, sizeof b, 0) == 11 && memcmp(b, "from-parent", 11) == 0, "child: pair held by both");
@@ -169,11 +182,17 @@ int main(void)
     expect_stream(shut[0], 3, 700, "shut-down stream");
     CHECK(read(shut[0], &c, 1) == 0, "shut-down stream: no end of file after the data");
     expect_stream(ap, 4, 1500, "parent connection");
+    char d[16];
+    CHECK(recv(ds, d, sizeof d, MSG_DONTWAIT) == 3 && memcmp(d, "one", 3) == 0, "bound datagram socket: first datagram");
+    CHECK(recv(ds, d, sizeof d, MSG_DONTWAIT) == 6 && memcmp(d, "second", 6) == 0, "bound datagram socket: second datagram");
+    CHECK(recv(ds, d, sizeof d, MSG_DONTWAIT) == 1 && d[0] == '3', "bound datagram socket: third datagram");
+    expect_empty(ds, "bound datagram socket");
     CHECK(write(sync2[1], "g", 1) == 1, "release the child");
     int a2 = accept(lp, NULL, NULL), a3 = accept(la, NULL, NULL);
     CHECK(a2 >= 0 && a3 >= 0, "accept after resume: %s", strerror(errno));
     expect_stream(a2, 6, 10, "new path connection");
     expect_stream(a3, 7, 11, "new abstract connection");
+    CHECK(recv(ds, d, sizeof d, 0) == 4 && memcmp(d, "late", 4) == 0, "bound datagram socket: datagram sent after resume");
     CHECK(send(both[1], "from-parent", 11, 0) == 11, "parent send both");
     char b[32];
     CHECK(recv(both[1], b, sizeof b, 0) == 10 && memcmp(b, "from-child", 10) == 0, "parent: pair held by both");
@@ -181,5 +200,6 @@ int main(void)
     CHECK(waitpid(child, &status, 0) == child, "waitpid");
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed (status %d)", status);
     unlink(path);
+    unlink(dpath);
     ok("unix sockets: stream, datagram, seqpacket, connection, listeners intact");
 }

@@ -41,6 +41,11 @@ int ghost_sock_describe(int fd, char *buf, size_t len);
 /// name[0] == 0) and, if backlog >= 0, listening. Close-on-exec. -1 with errno.
 int ghost_unix_listen(int type, const char *name, int namelen, int backlog);
 
+/// connect(2) of unix socket fd to `name` (namelen bytes, abstract when name[0] == 0).
+int ghost_unix_connect(int fd, const char *name, int namelen);
+/// sendto(2) of one datagram to the unix socket `name`, non-blocking. Bytes sent or -1.
+long ghost_unix_sendto(int fd, const void *buf, size_t len, const char *name, int namelen);
+
 /// TFD_IOC_SET_TICKS: expirations not yet read. 0 or -1 with errno.
 int ghost_timerfd_set_ticks(int fd, uint64_t ticks);
 /// timerfd_settime relative (flags 0) with value and interval in nanoseconds.

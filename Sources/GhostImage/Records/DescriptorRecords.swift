@@ -12,6 +12,9 @@ public struct UnixSocketRecord: Codable, Sendable {
         /// Connected, but the other end was closed by the job (reads give the
         /// queued bytes, then end of file).
         case peerClosed
+        /// A datagram socket connect()ed to `peer`, a bound socket of the job
+        /// that is not connected back (others may send to it too).
+        case connectedToBound
         /// Listening on `name`.
         case listening
         /// Not connected (possibly bound to `name`).

@@ -93,11 +93,15 @@ enum UnixSockets {
                 if inJob.contains(d.peer) {
                     // A pair only if each end is the other's peer; a datagram socket
                     // connect()ed to a bound one that others send to is not.
-                    guard all[d.peer]?.peer == s.id else {
-                        throw .unsupported("fd \(fd) of process \(pid) is \(describe(dup)), a datagram socket connected "
-                            + "to a bound socket of the job that is not connected back; ghost cannot checkpoint that yet")
+                    if all[d.peer]?.peer == s.id {
+                        s.state = .connected
+                    } else if let p = all[d.peer], p.namelen > 0, s.type == Int32(SOCK_DGRAM.rawValue) {
+                        // connect()ed to a bound datagram socket that others may send to too.
+                        s.state = .connectedToBound
+                    } else {
+                        throw .unsupported("fd \(fd) of process \(pid) is \(describe(dup)), connected to a socket of the "
+                            + "job that is not connected back; ghost cannot checkpoint that yet")
                     }
-                    s.state = .connected
                     s.peer = d.peer
                 } else if all[d.peer] == nil && s.type != Int32(SOCK_DGRAM.rawValue) && d.shutdown != 3 {
                     // The peer is not listed yet not closed (closing it would have shut this one down):
@@ -117,14 +121,18 @@ enum UnixSockets {
                     + "accepted yet; ghost cannot checkpoint that: take the checkpoint once it is accepted")
             } else {
                 s.state = .unconnected
-                if d.namelen > 0 { s.name = try absolute(name(d), pid: pid, fd: fd) }
+            }
+            if s.state == .unconnected || s.state == .connectedToBound, d.namelen > 0 {
+                s.name = try absolute(name(d), pid: pid, fd: fd)
             }
             if s.state != .listening {
                 let dgram = s.type != Int32(SOCK_STREAM.rawValue)
                 let (bytes, lengths) = try peekQueue(dup, dgram: dgram, receiveShut: d.shutdown & 1 != 0, what: "fd \(fd) of process \(pid)")
-                if !bytes.isEmpty && s.state == .unconnected {
-                    throw .unsupported("fd \(fd) of process \(pid) is \(describe(dup)) with \(lengths?.count ?? 0) datagram(s) "
-                        + "from unknown senders queued; ghost cannot give them back their senders")
+                // Datagrams queued on a socket that is not one end of a pair are sent to its name
+                // again on restore (from an unnamed socket); without a name nobody can send them.
+                if !bytes.isEmpty && (s.state == .unconnected || s.state == .connectedToBound) && s.name == nil {
+                    throw .unsupported("fd \(fd) of process \(pid) is \(describe(dup)) with \(bytes.count) bytes queued "
+                        + "and no name to send them to again; ghost cannot checkpoint that")
                 }
                 s.data = try Pipes.put(bytes, writer)
                 s.dataLength = bytes.count
@@ -221,7 +229,18 @@ enum UnixSockets {
                 if let i = table.opened.firstIndex(of: sv[1]) { table.opened.remove(at: i) }
                 close(sv[1])
             }
-        case .listening, .unconnected:
+        case .listening, .unconnected, .connectedToBound:
+            // The socket it sends to first, so it can connect to its name.
+            var target: [UInt8]? = nil
+            if s.state == .connectedToBound {
+                guard let p = s.peer, let pr = allRecords.flatMap({ $0.fds }).first(where: {
+                    $0.sameAs == nil && $0.kind == .unixSocket && $0.socket?.id == p
+                }), let pname = pr.socket?.name else {
+                    throw .badImage("fd \(r.fd) of the job is connected to socket \(s.peer ?? 0), which the image does not hold")
+                }
+                if table.sockets[p] == nil { _ = try open(pr, allRecords: allRecords, table: table, store: store) }
+                target = pname
+            }
             if let name = s.name, !name.isEmpty {
                 try removeStale(name, what: "fd \(r.fd) of the job")
                 fd = name.withUnsafeBufferPointer { b in
@@ -234,6 +253,13 @@ enum UnixSockets {
                 if fd < 0 { throw .errno("socket for fd \(r.fd) of the job") }
             }
             table.opened.append(fd)
+            if let name = s.name, s.data != nil { try refill(s, to: name, store: store, what: "fd \(r.fd) of the job") }
+            if let t = target {
+                let rc = t.withUnsafeBufferPointer { b in
+                    b.withMemoryRebound(to: CChar.self) { ghost_unix_connect(fd, $0.baseAddress, Int32(b.count)) }
+                }
+                if rc != 0 { throw .errno("connecting fd \(r.fd) of the job to \(printable(t)) again") }
+            }
             try setOptions(fd, r)
             try shutdowns(fd, s, peer: nil)
         }
@@ -291,6 +317,28 @@ enum UnixSockets {
                 if s.messages != nil && n != len { throw .restore("a datagram queued on \(what) was cut") }
                 done += n
             } while done < len
+            off += len
+        }
+    }
+
+    /// Puts back datagrams queued on a named socket by sending them to its
+    /// name from an unnamed socket (their senders' addresses are not kept).
+    static func refill(_ s: UnixSocketRecord, to name: [UInt8], store: ImageStore, what: String) throws(GhostError) {
+        guard let chunk = s.data else { return }
+        let bytes = try Pipes.load(chunk, store)
+        let sender = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if sender < 0 { throw .errno("socket") }
+        defer { close(sender) }
+        var off = 0
+        for len in s.messages ?? [bytes.count] {
+            let n = bytes.withUnsafeBytes { b in
+                name.withUnsafeBufferPointer { nb in
+                    nb.withMemoryRebound(to: CChar.self) {
+                        ghost_unix_sendto(sender, b.baseAddress! + off, len, $0.baseAddress, Int32(nb.count))
+                    }
+                }
+            }
+            if n != len { throw .errno("refilling the datagrams queued on \(what) (\(printable(name)))") }
             off += len
         }
     }
