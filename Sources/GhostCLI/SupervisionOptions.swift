@@ -55,6 +55,7 @@ public protocol GhostCommand: ParsableCommand {}
 
 extension GhostCommand {
     public static func main() {
+        LauncherDescriptors.record()
         Supervisor.prepareSignals()
         do {
             var command = try parseAsRoot()

@@ -14,6 +14,18 @@ public struct FDRecord: Codable, Sendable {
         /// A memfd or POSIX shared memory file: the SharedMemoryRecord `object`,
         /// reopened with the descriptor's flags and offset.
         case sharedMemory
+        /// A named pipe (FIFO), reopened by `path`; `pipe` holds its buffered bytes.
+        case fifo
+        /// A unix domain socket; see `socket`.
+        case unixSocket
+        /// eventfd(2); see `eventfd`.
+        case eventfd
+        /// timerfd_create(2); see `timerfd`.
+        case timerfd
+        /// signalfd(2); see `signalfd`.
+        case signalfd
+        /// epoll_create(2); see `epoll`.
+        case epoll
     }
     public var fd: Int32
     public var kind: Kind
@@ -36,6 +48,12 @@ public struct FDRecord: Codable, Sendable {
     public var pipe: PipeRecord?
     /// For `sharedMemory`: the SharedMemoryRecord id.
     public var object: Int?
+    /// Per-kind state of the other kinds (absent in older images).
+    public var socket: UnixSocketRecord?
+    public var eventfd: EventFDRecord?
+    public var timerfd: TimerFDRecord?
+    public var signalfd: SignalFDRecord?
+    public var epoll: EpollRecord?
 
     public init(fd: Int32, kind: Kind, path: String, flags: Int32, cloexec: Bool, offset: Int64,
                 stdio: Int32?, identity: FileIdentity?, sameAs: Int32? = nil, pipe: PipeRecord? = nil) {

@@ -242,6 +242,7 @@ public struct Restorer {
         try MemoryState.restore(p.vmas, ctx: ctx, store: store, blockPages: m.blockPages, objects: objects)
         if let h = holdFd, h >= 0 { try ctx.syscall.call(SYS.close, UInt64(h)) }
         try FileState.restoreFlags(p.fds, ctx: ctx)
+        try FileState.restoreInProcess(p.fds, ctx: ctx)
         try SignalState.restoreActions(p.signals, ctx: ctx)
         try ProcessAttributes.restoreComm(p.comm, ctx: ctx)
         try ProcessAttributes.restoreMM(p.mm, ctx: ctx, exe: setExe ? p.exe.path : nil,

@@ -1,0 +1,176 @@
+import Foundation
+import XCTest
+
+/// Kinds of descriptors beyond files and pipes, shared between the job's
+/// processes: unix sockets, FIFOs, eventfd, timerfd, signalfd, epoll. Each
+/// program checks itself after kill -9 and resume; sockets ghost cannot
+/// checkpoint make the checkpoint fail cleanly.
+final class DescriptorTests: GhostTestCase {
+    /// Stream, datagram and seqpacket socketpairs between parent and child
+    /// with data queued both ways, a connection accepted from a path
+    /// listener, a shut-down stream, options the job set: after resume every
+    /// byte comes back once, datagram boundaries kept, and the path and
+    /// abstract listeners accept new connections.
+    func testUnixSocketsBetweenProcesses() throws {
+        let okLine = try checkpointKillResume("unix_sockets")
+        XCTAssertTrue(okLine.contains("listeners intact"), okLine)
+    }
+}
+
+extension DescriptorTests {
+    /// A FIFO with unread bytes, eventfds (semaphore, 64-bit counter),
+    /// timerfds (periodic, expired and unread, never armed), a signalfd with
+    /// a pending signal, and an epoll whose entries belong to two processes
+    /// (edge-triggered, a fired one-shot): the program finds each as it was,
+    /// the epoll's fdinfo lists the same entries and it reports the same
+    /// ready set; the child can still EPOLL_CTL_MOD the entry it added.
+    func testFifoEventfdTimerfdSignalfdEpoll() throws {
+        let okLine = try checkpointKillResume("fd_kinds")
+        XCTAssertTrue(okLine.contains("epoll intact"), okLine)
+    }
+
+    /// A TCP connection opened after checkpoint 1: checkpoint 2 fails with a
+    /// message naming the process, the descriptor and the connection; the
+    /// job keeps running and finishes; checkpoint 1 still resumes.
+    func testTCPConnectionFailsCheckpointAndKeepsThePreviousOne() throws {
+        let exe = try program("sock_outside")
+        let dir = try makeTempDir("tcp")
+        let images = dir + "/images"
+        let run = try startGhostRun(exe, ["tcp"], imageDir: images, cwd: dir)
+        let pid = try jobPid(of: run, exe: exe)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        try checkpoint(run, number: 1)
+        try run.write("go\n")
+        try run.waitFor("ready2", in: .stdout, timeout: 60)
+        run.signal(SIGUSR1)
+        let (i, line) = try run.waitFor(anyOf: ["ghost: checkpoint 2 done", "ghost: checkpoint 2 failed"], in: .stderr, timeout: 120)
+        XCTAssertEqual(i, 1, "checkpoint 2 should fail: \(run.transcript)")
+        XCTAssertTrue(line.contains("TCP connection from 127.0.0.1:") && line.contains("to 127.0.0.1:"), line)
+        XCTAssertTrue(line.contains("fd ") && line.contains("of process "), line)
+        XCTAssertTrue(ProcInfo.isAlive(pid), "the job died with the failed checkpoint\n\(run.transcript)")
+        try run.write("go\n")
+        try run.waitFor("ok socket still works", in: .stdout, timeout: 60)
+        try expectExit(run, .exited(0))
+
+        let resumed = try startGhostResume(images, cwd: dir)
+        let (n, _) = try waitResumed(resumed, exe: exe)
+        XCTAssertEqual(n, 1)
+        try resumed.write("go\n")
+        try resumed.waitFor("ready2", in: .stdout, timeout: 60)
+        try resumed.write("go\n")
+        try resumed.waitFor("ok socket still works", in: .stdout, timeout: 60)
+        try expectExit(resumed, .exited(0))
+    }
+
+    /// A unix connection to a listener outside the job: the checkpoint fails
+    /// naming the peer as outside the job, and the job keeps running.
+    func testUnixPeerOutsideTheJobFailsCheckpoint() throws {
+        let exe = try program("sock_outside")
+        let dir = try makeTempDir("uout")
+        let path = dir + "/outside.sock"
+        let listener = track(try Child(exe, ["listen", path], cwd: dir))
+        try listener.waitFor("listening", in: .stdout, timeout: 60)
+        let run = try startGhostRun(exe, ["unix", path], imageDir: dir + "/images", cwd: dir)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        try run.write("go\n")
+        try run.waitFor("ready2", in: .stdout, timeout: 60)
+        run.signal(SIGUSR1)
+        let (i, line) = try run.waitFor(anyOf: ["ghost: checkpoint 1 done", "ghost: checkpoint 1 failed"], in: .stderr, timeout: 120)
+        XCTAssertEqual(i, 1, "the checkpoint should fail: \(run.transcript)")
+        XCTAssertTrue(line.contains("unix stream socket") && line.contains("outside the job") && line.contains(path), line)
+        try run.write("go\n")
+        try run.waitFor("ok socket still works", in: .stdout, timeout: 60)
+        try expectExit(run, .exited(0))
+        try listener.waitFor("ok listener done", in: .stdout, timeout: 60)
+    }
+}
+
+extension DescriptorTests {
+    /// The unix socket and FIFO/eventfd/timerfd/signalfd/epoll programs as an
+    /// ordinary user (sock_diag, SO_PEEK_OFF, kcmp, TFD_IOC_SET_TICKS need
+    /// no privilege). As root: as user `ghosttest` through setpriv, with the
+    /// tools copied where that user can run them.
+    func testDescriptorsAsUnprivilegedUser() throws {
+        var wrapper: [String] = []
+        var run = Paths.ghostRun, resume = Paths.ghostResume
+        let dir = try makeTempDir("fds-user")
+        chmod(dir, 0o755)
+        let work = dir + "/work"
+        mkdir(work, 0o700)
+        if GhostTestCase.isRoot {
+            let user = "ghosttest"
+            if getpwnam(user) == nil {
+                let r = try runToCompletion("/usr/sbin/useradd", ["-M", "-s", "/usr/sbin/nologin", user], timeout: 60)
+                XCTAssertEqual(r.status, .exited(0), "useradd \(user): \(r.stderr)")
+            }
+            guard let pw = getpwnam(user) else { throw HarnessError("user \(user) does not exist and could not be created") }
+            guard chown(work, pw.pointee.pw_uid, pw.pointee.pw_gid) == 0 else { throw HarnessError("chown \(work)") }
+            let bin = try makeTempDir("fds-bin")
+            chmod(bin, 0o755)
+            for tool in ["ghost-run", "ghost-resume"] {
+                try FileManager.default.copyItem(atPath: Paths.binDir + "/" + tool, toPath: bin + "/" + tool)
+                chmod(bin + "/" + tool, 0o755)
+            }
+            run = bin + "/ghost-run"
+            resume = bin + "/ghost-resume"
+            wrapper = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--"]
+        }
+        for name in ["unix_sockets", "fd_kinds"] {
+            let exe = try program(name)
+            let images = work + "/images-" + name
+            let job = try startGhostRun(exe, imageDir: images, cwd: work, wrapper: wrapper, ghostRunPath: run)
+            let pid = try jobPid(of: job, exe: exe)
+            try job.waitFor("ready", in: .stdout, timeout: 60)
+            try checkpoint(job, number: 1)
+            try killNode(job, jobPid: pid)
+            let resumed = try startGhostResume(images, cwd: work, wrapper: wrapper, ghostResumePath: resume)
+            _ = try waitResumed(resumed, exe: exe)
+            try resumed.write("go\n")
+            let okLine = try resumed.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 120)
+            XCTAssertEqual(okLine.index, 0, "\(name) as an ordinary user: \(okLine.line)\n\(resumed.transcript)")
+            try expectExit(resumed, .exited(0))
+        }
+    }
+}
+
+extension DescriptorTests {
+    /// An inotify descriptor (like fanotify, pidfd, userfaultfd, io_uring):
+    /// the checkpoint fails naming it and the descriptor, the job goes on.
+    func testInotifyFailsCheckpointCleanly() throws {
+        let line = try failingCheckpoint("inotify")
+        XCTAssertTrue(line.contains("is an inotify descriptor") && line.contains("fd 3 of process"), line)
+    }
+
+    /// A unix connection still waiting in the job's own listener (not
+    /// accepted): the checkpoint fails saying so, the job goes on.
+    func testConnectionNotAcceptedFailsCheckpointCleanly() throws {
+        let line = try failingCheckpoint("pending")
+        XCTAssertTrue(line.contains("accepted yet") && line.contains("of process"), line)
+    }
+
+    /// Runs sock_outside MODE, asks for checkpoint 1 once the descriptor is
+    /// open, expects it to fail and the job to finish; returns the failure line.
+    func failingCheckpoint(_ mode: String) throws -> String {
+        let exe = try program("sock_outside")
+        let dir = try makeTempDir(mode)
+        let run = try startGhostRun(exe, [mode], imageDir: dir + "/images", cwd: dir)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        try run.write("go\n")
+        try run.waitFor("ready2", in: .stdout, timeout: 60)
+        run.signal(SIGUSR1)
+        let (i, line) = try run.waitFor(anyOf: ["ghost: checkpoint 1 done", "ghost: checkpoint 1 failed"], in: .stderr, timeout: 120)
+        XCTAssertEqual(i, 1, "the checkpoint should fail: \(run.transcript)")
+        try run.write("go\n")
+        try run.waitFor("ok socket still works", in: .stdout, timeout: 60)
+        try expectExit(run, .exited(0))
+        return line
+    }
+}
+
+/// Pipes with one side closed in every process (make -j's jobserver, a
+/// reader whose writer finished) are checkpointed and keep behaving so.
+final class WidowedPipeTests: GhostTestCase {
+    func testPipesWithOneSideClosedEverywhere() throws {
+        try checkpointKillResume("widowed_pipes")
+    }
+}
