@@ -46,6 +46,7 @@ enum FileState {
                                     offset: 0, stdio: nil, identity: nil, sameAs: sameAs,
                                     pipe: PipeRecord(id: inode, capacity: 0, data: nil, dataLength: 0)))
             } else if type == S_IFCHR && target.hasPrefix("/") {
+                try Devices.check(st, path: target, fd: fd, pid: pid)
                 out.append(FDRecord(fd: fd, kind: .device, path: target, flags: flags, cloexec: cloexec,
                                     offset: info.pos, stdio: nil, identity: nil, sameAs: sameAs))
             } else {
