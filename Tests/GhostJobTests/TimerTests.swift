@@ -70,4 +70,29 @@ final class TimerTests: GhostTestCase {
         XCTAssertEqual(okLine.index, 0, second.transcript)
         try expectExit(second, .exited(0))
     }
+
+    /// Without namespaces (a single-threaded job gets a new PID): the timers
+    /// come back with their IDs, and the one-shot SIGEV_THREAD_ID timer that
+    /// targeted the old thread ID now targets the new one.
+    func testTimersWithoutNamespaces() throws {
+        let exe = try program("timers")
+        let dir = try makeTempDir("timers-nons")
+        let images = dir + "/images"
+        let run = try startGhostRun(exe, ["single"], imageDir: images, ghostArgs: ["--no-namespaces"], cwd: dir)
+        let pid = try jobPid(of: run, exe: exe)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        try checkpoint(run, number: 1)
+        try killNode(run, jobPid: pid)
+        let timers = try XCTUnwrap(try manifest(images, 1).processes.first?.timers)
+        XCTAssertEqual(timers.posix.map(\.id), [0, 2, 3])
+        XCTAssertEqual(timers.posix[1].tid, pid, "the one-shot targets the job's only thread")
+
+        let resumed = try startGhostResume(images, cwd: dir)
+        let (_, newPid) = try waitResumed(resumed, exe: exe)
+        XCTAssertNotEqual(newPid, pid)
+        try resumed.write("go\n")
+        let okLine = try resumed.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 120)
+        XCTAssertEqual(okLine.index, 0, resumed.transcript)
+        try expectExit(resumed, .exited(0))
+    }
 }

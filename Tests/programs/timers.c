@@ -11,6 +11,8 @@
  * After the release line: both periodic counters keep increasing, the
  * one-shot fires once, in the worker thread, with its value; timer_gettime
  * works on the old IDs and not on the gap; ITIMER_VIRTUAL is still armed.
+ * With the argument "single" there is no worker: the one-shot targets the
+ * main thread (for a job restored without namespaces, with a new TID).
  */
 #include "common.h"
 #include <pthread.h>
@@ -79,8 +81,9 @@ static void arm(timer_t t, long value_ms, long interval_ms)
 
 static void nap(void) { struct timespec ts = {0, 10 * 1000000}; nanosleep(&ts, NULL); }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int single = argc > 1 && strcmp(argv[1], "single") == 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_alrm;
@@ -92,10 +95,14 @@ int main(void)
     sigset_t usr2;
     sigemptyset(&usr2);
     sigaddset(&usr2, SIGUSR2);
-    pthread_t th;
-    CHECK(pthread_create(&th, NULL, worker, NULL) == 0, "pthread_create");
-    while (!worker_tid) nap();
-    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    if (single) {
+        worker_tid = (int)syscall(SYS_gettid);
+    } else {
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, worker, NULL) == 0, "pthread_create");
+        while (!worker_tid) nap();
+        pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    }
 
     struct itimerval real = {{0, 10000}, {0, 10000}}, virt = {{0, 0}, {1000, 0}};
     CHECK(setitimer(ITIMER_REAL, &real, NULL) == 0, "setitimer REAL");
@@ -133,6 +140,7 @@ int main(void)
     CHECK(!posix_bad, "periodic timer signal with wrong si_code or value");
     CHECK(oneshot == 1, "one-shot timer fired %d times", oneshot);
     CHECK(!oneshot_bad, "one-shot signal with wrong si_code or value");
+    if (single) worker_tid = (int)syscall(SYS_gettid);   /* a new TID without namespaces */
     CHECK(oneshot_tid == worker_tid, "one-shot delivered to thread %d, not the worker %d", oneshot_tid, worker_tid);
     ok("timers alrm %d->%d posix %d->%d oneshot in worker ids=%ld,%ld,%ld", a0, alrm, p0, posix_ticks,
        (long)periodic, (long)once, (long)none);

@@ -29,7 +29,12 @@ enum TimerState {
             }
         }
         var posix: [PosixTimer] = []
-        for var t in try parseProcTimers(try ProcFS.readText("/proc/\(ctx.pid)/timers"), pid: ctx.pid) {
+        let text: String
+        do { text = try ProcFS.readText("/proc/\(ctx.pid)/timers") } catch {
+            throw .unsupported("cannot read /proc/\(ctx.pid)/timers (\(error)); without it (a kernel built without "
+                + "CONFIG_CHECKPOINT_RESTORE) ghost cannot see the job's POSIX timers")
+        }
+        for var t in try parseProcTimers(text, pid: ctx.pid) {
             try ctx.syscall.check("timer_gettime(\(t.id))", SYS.timer_gettime, UInt64(t.id), ctx.scratch.address)
             let v = try ctx.scratch.get(32)   // struct itimerspec: interval {sec, nsec}, value {sec, nsec}
             t.intervalNanos = v.u64(at: 0) * 1_000_000_000 + v.u64(at: 8)
