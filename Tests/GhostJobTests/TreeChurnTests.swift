@@ -5,7 +5,7 @@ import XCTest
 /// Freezing a process tree that changes all the time: a bash loop that
 /// forks and execs /bin/true hundreds of times a second.
 final class TreeChurnTests: GhostTestCase {
-    /// Five checkpoints in a row succeed; each manifest lists every PID once
+    /// Eight checkpoints in a row succeed; each manifest lists every PID once
     /// and every process's parent; after kill -9 and resume the loop goes on
     /// from where the last checkpoint was and the script finishes.
     func testCheckpointsOfAFastChangingTree() throws {
@@ -17,7 +17,7 @@ final class TreeChurnTests: GhostTestCase {
         let pid = try jobPid(of: run)
         try run.waitFor("progress 500", in: .stdout, timeout: 120)
         var sawChild = false
-        for k in 1...5 {
+        for k in 1...8 {
             try checkpoint(run, number: k)
             let store = try ImageStore(path: images, create: false)
             let m = try Manifest.decode(try store.loadManifest(k))
@@ -37,7 +37,7 @@ final class TreeChurnTests: GhostTestCase {
 
         let resumed = try startGhostResume(images, cwd: dir)
         let (c, _) = try waitResumed(resumed)
-        XCTAssertEqual(c, 5)
+        XCTAssertEqual(c, 8)
         try resumed.waitFor("ok churn \(n)", in: .stdout, timeout: 300)
         try expectExit(resumed, .exited(0), timeout: 60)
         // The resumed loop counts on from the checkpoint: consecutive progress lines up to n.
