@@ -222,8 +222,11 @@ static void husk_fds(const struct ghost_tree *t, int i, int *hold_out, int *read
         moved[k] = fcntl(p->fd_src[k], F_DUPFD, base);
         if (moved[k] < base) fail_report(ready, i, 3, errno);
     }
-    for (int fd = 0; fd < ready; fd++) {
-        int keep = 0;
+    // Everything below `hold` but `ready` and the job's own numbers goes: a
+    // descriptor the restorer had open between `ready` and `hold` would
+    // otherwise leak into the job.
+    for (int fd = 0; fd < hold; fd++) {
+        int keep = fd == ready;
         for (int k = 0; k < p->nfds; k++) if (p->fd_dst[k] == fd) keep = 1;
         if (!keep) close(fd);
     }

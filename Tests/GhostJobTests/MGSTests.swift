@@ -151,6 +151,12 @@ final class MGSTests: GhostTestCase {
 
         let first = try startGhostResume(images, cwd: dir, env: env)
         let (_, pid2) = try waitResumed(first, exe: mgs)
+        // The resumed job holds exactly the descriptors it had (none of ghost-resume's leaked in).
+        let store1 = try ImageStore(path: images, create: false)
+        let had = try Manifest.decode(try store1.loadManifest(1)).processes.first { $0.zombieStatus == nil }?.fds.map(\.fd)
+        store1.close()
+        let has = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid2)/fd").compactMap { Int32($0) }
+        XCTAssertEqual(Set(has), Set(had ?? []), "descriptors of the resumed job")
         try first.waitFor("rep 30/\(Self.reps) ", timeout: 300)
         try checkpoint(first, number: 2)
         try first.waitFor("rep 50/\(Self.reps) ", timeout: 300)
