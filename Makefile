@@ -11,7 +11,8 @@
 SHELL      := /bin/bash
 SWIFT      ?= swift
 SWIFTFLAGS ?=
-DEPS_PKGS  := libzstd-dev libxxhash-dev libslurm-dev pkg-config gcc libc6-dev make
+# libgomp1: OpenMP runtime of examples/mgs mgs-omp (gcc -fopenmp; omp.h comes with gcc's libgcc-N-dev)
+DEPS_PKGS  := libzstd-dev libxxhash-dev libslurm-dev pkg-config gcc libc6-dev make libgomp1
 
 .PHONY: all deps build build-tests test demo mgs clean release
 

@@ -612,6 +612,7 @@ REPORT=$WORK/report.md
     printf '%s\n' "$MGS_OUT"
     echo '```'
   fi
+  [ "$DO_MGS" = 1 ] && { echo; echo "Whole jobs (bench/whole-jobs.sh $RUNS):"; echo; GHOST_BIN_DIR=$BIN timeout 1800 bash "$ROOT/bench/whole-jobs.sh" "$RUNS" 2>/dev/null || echo "(bench/whole-jobs.sh failed)"; }
   if [ ${#NOTES[@]} -gt 0 ]; then
     echo
     echo "Notes:"

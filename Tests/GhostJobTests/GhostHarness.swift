@@ -73,6 +73,11 @@ final class ProgramBuilder: @unchecked Sendable {
         try build(key: "mgs", source: Paths.mgsSource, extraFlags: ["-std=c99"])
     }
 
+    /// examples/mgs with OpenMP threads (its Makefile's mgs-omp).
+    func mgsOMP() throws -> String {
+        try build(key: "mgs-omp", source: Paths.mgsSource, extraFlags: ["-std=c99", "-fopenmp"])
+    }
+
     private func build(key: String, source: String, extraFlags: [String]) throws -> String {
         lock.lock()
         defer { lock.unlock() }

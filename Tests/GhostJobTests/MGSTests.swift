@@ -4,6 +4,7 @@
 // uninterrupted run; also as an unprivileged user.
 
 import Foundation
+import GhostImage
 import XCTest
 
 #if canImport(Glibc)
@@ -124,5 +125,60 @@ final class MGSTests: GhostTestCase {
         XCTAssertEqual(stat(work + "/images", &st), 0)
         XCTAssertEqual(st.st_uid, uid, "image directory not owned by \(user)")
         XCTAssertEqual(st.st_mode & 0o077, 0, "image directory is readable by others: mode \(String(st.st_mode & 0o777, radix: 8))")
+    }
+
+    /// OpenMP MGS with OMP_NUM_THREADS=2 (a job with two threads working in
+    /// parallel regions and meeting at barriers): checkpointed mid-run,
+    /// killed, resumed, checkpointed again after the resume, killed, resumed:
+    /// the same checksum and result file as an uninterrupted run.
+    func testOpenMPMGSCheckpointedTwice() throws {
+        let mgs = try ProgramBuilder.shared.mgsOMP()
+        let dir = try makeTempDir("mgs-omp")
+        let env = environment(["OMP_NUM_THREADS": "2"])
+        let refFile = dir + "/reference.out"
+        let r = try runToCompletion(mgs, ["-n", Self.n, "-r", Self.reps, "-o", refFile, "-q"], environment: env, timeout: 600)
+        XCTAssertEqual(r.status, .exited(0), r.stderr)
+        XCTAssertTrue(r.stderr.contains("2 OpenMP threads"), r.stderr)
+        let refLine = try XCTUnwrap(finalChecksum(r.stdout), r.stdout)
+
+        let images = dir + "/images", result = dir + "/result.out"
+        let run = try startGhostRun(mgs, ["-n", Self.n, "-r", Self.reps, "-o", result], imageDir: images, cwd: dir, env: env)
+        let pid = try jobPid(of: run, exe: mgs)
+        try run.waitFor("rep 20/\(Self.reps) ", timeout: 300)
+        try checkpoint(run, number: 1)
+        try run.waitFor("rep 40/\(Self.reps) ", timeout: 300)
+        try killNode(run, jobPid: pid)
+
+        let first = try startGhostResume(images, cwd: dir, env: env)
+        let (_, pid2) = try waitResumed(first, exe: mgs)
+        // The resumed job holds exactly the descriptors it had (none of ghost-resume's leaked in).
+        let store1 = try ImageStore(path: images, create: false)
+        let had = try Manifest.decode(try store1.loadManifest(1)).processes.first { $0.zombieStatus == nil }?.fds.map(\.fd)
+        store1.close()
+        let has = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid2)/fd").compactMap { Int32($0) }
+        XCTAssertEqual(Set(has), Set(had ?? []), "descriptors of the resumed job")
+        try first.waitFor("rep 30/\(Self.reps) ", timeout: 300)
+        try checkpoint(first, number: 2)
+        try first.waitFor("rep 50/\(Self.reps) ", timeout: 300)
+        XCTAssertFalse(first.stdoutText.contains("final checksum"), "mgs finished before it was killed: use more reps")
+        try killNode(first, jobPid: pid2)
+
+        // Both images hold the OpenMP worker thread.
+        let store = try ImageStore(path: images, create: false)
+        for n in [1, 2] {
+            let m = try Manifest.decode(try store.loadManifest(n))
+            XCTAssertEqual(m.processes.first { $0.zombieStatus == nil }?.threads.count, 2, "checkpoint \(n)")
+        }
+        store.close()
+
+        let second = try startGhostResume(images, cwd: dir, env: env)
+        let (n, _) = try waitResumed(second, exe: mgs)
+        XCTAssertEqual(n, 2)
+        try second.waitFor("final checksum: ", timeout: 600)
+        try expectExit(second, .exited(0), timeout: 300)
+        XCTAssertEqual(finalChecksum(second.stdoutText), refLine, second.transcript)
+        let a = try Data(contentsOf: URL(fileURLWithPath: result))
+        let b = try Data(contentsOf: URL(fileURLWithPath: refFile))
+        XCTAssertEqual(a, b, "result file of the twice-resumed OpenMP run differs from the uninterrupted run's")
     }
 }

@@ -24,6 +24,8 @@ public struct ProcessRecord: Codable, Sendable {
     /// A zombie (exited, not yet reaped by its parent): its raw wait status.
     /// Such a record has no memory, files or threads.
     public var zombieStatus: Int32?
+    /// Interval and POSIX timers; absent in images from before timers were saved.
+    public var timers: TimerRecord?
 
     public init(pid: Int32, ppid: Int32, pgid: Int32, sid: Int32, comm: String, exe: FileIdentity,
                 cwd: String, umask: UInt32, personality: UInt64, rlimits: [RlimitRecord], mm: MMRecord,

@@ -163,6 +163,7 @@ public struct Checkpointer {
         ctx.scratch = RemoteScratch(address: scratchAddr, size: scratchSize, memory: memory)
         let attrs = try ProcessAttributes.capture(ctx: ctx, status: status)
         let signals = try SignalState.capture(ctx: ctx, status: status, dequeuedShared: [])
+        let timers = try TimerState.capture(ctx: ctx) { job.initPid == nil ? $0 : JobNamespace.innerPid($0) }
         var threads: [ThreadRecord] = []
         for f in m.threads {
             let tctx = ProcessContext(pid: f.pid, memory: memory, gadget: ctx.syscall.gadget)
@@ -201,11 +202,12 @@ public struct Checkpointer {
             snapshot?.discard()
             throw error
         }
-        let record = ProcessRecord(
+        var record = ProcessRecord(
             pid: inner, ppid: ppid, pgid: pgid, sid: sid, comm: attrs.comm, exe: attrs.exe,
             cwd: attrs.cwd, umask: attrs.umask, personality: attrs.personality, rlimits: attrs.rlimits,
             mm: attrs.mm, vdso: vdsoRecord, vmas: [], fds: fds, signals: signals, threads: threads,
             pdeathsig: attrs.pdeathsig)
+        record.timers = timers
         return CapturedProcess(record: record, areas: areas, snapshot: snapshot, resident: resident)
     }
 

@@ -13,27 +13,70 @@ struct Freezer {
     init(pid: pid_t) { self.pid = pid }
 
     mutating func freeze() throws(GhostError) {
+        if try !tryFreeze() { throw .system("process \(pid) exited while being checkpointed", errno: ESRCH) }
+    }
+
+    /// Like `freeze`, but a task that is gone or already dead (a zombie, or
+    /// exiting) is not an error: returns false, and the caller looks again.
+    mutating func tryFreeze() throws(GhostError) -> Bool {
         if ghost_ptrace(PtraceRequest.seize, pid, 0, PtraceRequest.optExitKill) != 0 {
             let e = errno
+            if e == ESRCH { return false }
             if e == EPERM {
-                throw .system("cannot trace process \(pid) (is it setuid, or already traced by a debugger?)", errno: e)
+                let st = try? ProcFS.stat(pid)
+                if st == nil || st?.fields.first == "Z" || st?.fields.first == "X" { return false }
+                try Self.checkNotTraced(pid)
+                throw .system("cannot trace process \(pid) (\(st?.comm ?? "?")); is it setuid, or is ptrace "
+                    + "restricted (kernel.yama.ptrace_scope)?", errno: e)
             }
             throw .system("PTRACE_SEIZE of process \(pid)", errno: e)
         }
         frozen = true
         if ghost_ptrace(PtraceRequest.interrupt, pid, 0, 0) != 0 { throw .errno("PTRACE_INTERRUPT of \(pid)") }
         let t = Tracee(tid: pid)
-        let status = try t.waitStop()
+        let status: Int32
+        do { status = try t.waitStop() } catch {
+            frozen = false     // it exited after the seize: nothing left to let go
+            return false
+        }
         let sig = ghost_wstopsig(status)
         if ghost_wptrace_event(status) != PtraceRequest.eventStop && sig != SIGTRAP && sig != SIGSTOP {
             // Stopped on the way to deliver `sig`: keep it.
             dequeued.append(try t.getSiginfo())
         }
+        return true
+    }
+
+    /// A task held by another tracer (a debugger, strace) cannot be frozen:
+    /// say which tracer, so the user can detach it.
+    static func checkNotTraced(_ pid: pid_t) throws(GhostError) {
+        guard let status = try? ProcFS.status(pid), let tracer = pid_t(status["TracerPid"] ?? "0"),
+              tracer != 0, tracer != getpid() else { return }
+        let tracerName = (try? ProcFS.stat(tracer))?.comm ?? "?"
+        let name = status["Name"] ?? "?"
+        func inJob(_ p: pid_t) -> String {
+            let inner = JobNamespace.innerPid(p)
+            return inner == p ? "" : ", pid \(inner) in the job"
+        }
+        throw .unsupported("process \(pid) (\(name)\(inJob(pid))) of the job is traced by process \(tracer) "
+            + "(\(tracerName)\(inJob(tracer))); "
+            + "a process can have only one tracer, so ghost cannot freeze it: detach or end the debugger/strace "
+            + "and checkpoint again")
     }
 
     mutating func thaw() {
         guard frozen else { return }
         Tracee(tid: pid).detach()
+        frozen = false
+    }
+
+    /// Lets go without capturing: a signal the freeze took is delivered as
+    /// it would have been.
+    mutating func thawDelivering() {
+        guard frozen else { return }
+        let sig = dequeued.first.map { Int32(bitPattern: $0.u32(at: 0)) } ?? 0
+        Tracee(tid: pid).detach(signal: sig)
+        dequeued = []
         frozen = false
     }
 }

@@ -10,9 +10,12 @@ public struct JobHandle: Sendable {
     public init(initPid: pid_t?, rootPid: pid_t) { self.initPid = initPid; self.rootPid = rootPid }
 }
 
-/// Freezes every thread of every process of the job. A process can fork or
-/// start a thread until it is frozen, so the tree is listed again after each
-/// round of seizing until a round finds nothing new: then nothing can change.
+/// Freezes every thread of every process of the job. A process can fork,
+/// start a thread, exec or exit until it is frozen, so the tree is listed
+/// again after each round of seizing until a round finds nothing new; then
+/// the result is checked (every live process fully frozen, every parent
+/// present). A tree caught changing under the freeze (a frozen process gone,
+/// a process that died half-frozen) is let go and frozen again from scratch.
 struct TreeFreezer {
     struct Member {
         var pid: pid_t
@@ -21,30 +24,87 @@ struct TreeFreezer {
     }
     private(set) var members: [Member] = []
 
+    /// Changed: the tree changed in a way one round cannot absorb, start
+    /// over. Refused: a real refusal (another tracer, permissions).
+    private enum Outcome: Error { case changed(String), refused(GhostError) }
+
     mutating func freeze(_ job: JobHandle) throws(GhostError) {
-        var seen = Set<pid_t>()
+        var last = ""
+        for _ in 0..<50 {
+            do throws(Outcome) {
+                try freezeOnce(job)
+                return
+            } catch {
+                for i in members.indices { for j in members[i].threads.indices { members[i].threads[j].thawDelivering() } }
+                members = []
+                switch error {
+                case .refused(let e): throw e
+                case .changed(let why): last = why
+                }
+                usleep(2000)
+            }
+        }
+        throw .unsupported("the job's processes kept changing while ghost froze them (\(last)); try again later")
+    }
+
+    private mutating func freezeOnce(_ job: JobHandle) throws(Outcome) {
+        var gone = Set<pid_t>()      // tasks seen exiting: not new when listed again
         for _ in 0..<1000 {
-            let pids = try list(job)
+            let pids: [pid_t]
+            do { pids = try list(job) } catch { throw .refused(error) }
+            let listed = Set(pids)
+            // A zombie reaped since it was seen has left the tree; a frozen process cannot leave.
+            for m in members where !listed.contains(m.pid) {
+                if !m.zombie { throw .changed("process \(m.pid) left the tree while frozen") }
+            }
+            members.removeAll { !listed.contains($0.pid) }
             var changed = false
-            for pid in pids {
-                if !seen.contains(pid) {
-                    seen.insert(pid)
+            for pid in pids where !gone.contains(pid) {
+                if !members.contains(where: { $0.pid == pid }) {
                     members.append(Member(pid: pid, threads: [], zombie: Self.isZombie(pid)))
                     changed = true
                 }
                 let idx = members.firstIndex { $0.pid == pid }!
                 if members[idx].zombie { continue }
                 let known = Set(members[idx].threads.map(\.pid))
-                for tid in (try? ProcFS.tasks(pid)) ?? [] where !known.contains(tid) {
+                for tid in (try? ProcFS.tasks(pid)) ?? [] where !known.contains(tid) && !gone.contains(tid) {
                     var f = Freezer(pid: tid)
-                    try f.freeze()
-                    members[idx].threads.append(f)
+                    let ok: Bool
+                    do { ok = try f.tryFreeze() } catch { throw .refused(error) }
                     changed = true
+                    if ok { members[idx].threads.append(f); continue }
+                    gone.insert(tid)
+                    if tid == pid {
+                        // The process died before it could be seized.
+                        if !members[idx].threads.isEmpty { throw .changed("process \(pid) exited half-frozen") }
+                        if Self.isZombie(pid) { members[idx].zombie = true; gone.remove(tid) }
+                        break
+                    }
                 }
             }
-            if !changed { return }
+            members.removeAll { !$0.zombie && $0.threads.isEmpty && gone.contains($0.pid) }
+            if !changed { return try check(job) }
         }
-        throw .unsupported("the job keeps creating processes or threads faster than ghost can freeze them")
+        throw .changed("more than 1000 rounds")
+    }
+
+    /// Every live member has all its threads frozen and its parent in the job.
+    private func check(_ job: JobHandle) throws(Outcome) {
+        let pids = Set(members.map(\.pid))
+        for m in members {
+            guard let st = try? ProcFS.stat(m.pid) else { throw .changed("process \(m.pid) vanished") }
+            if m.zombie != (st.fields.first == "Z") { throw .changed("process \(m.pid) changed state") }
+            let ppid = pid_t(st.field(4))
+            let top = job.initPid ?? getpid()
+            if ppid != top && !pids.contains(ppid) && !(job.initPid == nil && m.pid == job.rootPid) {
+                throw .changed("the parent \(ppid) of process \(m.pid) is not in the job")
+            }
+            if m.zombie { continue }
+            let live = Set(((try? ProcFS.tasks(m.pid)) ?? []).filter { !Self.isZombie(m.pid, task: $0) })
+            if !live.isSubset(of: Set(m.threads.map(\.pid))) {
+                throw .changed("process \(m.pid) has threads that are not frozen")
+            }
+        }
     }
 
     /// The job's processes, parents before children.
@@ -58,6 +118,13 @@ struct TreeFreezer {
 
     static func isZombie(_ pid: pid_t) -> Bool {
         ((try? ProcFS.stat(pid))?.fields.first) == "Z"
+    }
+
+    static func isZombie(_ pid: pid_t, task: pid_t) -> Bool {
+        guard let text = try? ProcFS.readText("/proc/\(pid)/task/\(task)/stat"),
+              let close = text.lastIndex(of: ")") else { return true }
+        let state = text[text.index(close, offsetBy: 2)...].prefix(1)
+        return state == "Z" || state == "X"
     }
 
     mutating func thaw() {

@@ -270,6 +270,8 @@ public struct Restorer {
         for (t, _, tctx) in threads {
             try ThreadState.restorePending(t, ctx: tctx, tgid: innerPid, tid: t.tid)
         }
+        // Late: threads exist (SIGEV_THREAD_ID) and handlers are back; signals stay blocked until detach.
+        if let timers = p.timers { try TimerState.restore(timers, ctx: ctx, pidThen: p.pid, pidNow: innerPid) }
         if setExe {
             // The job never had these capabilities: every thread gives them up.
             for (_, _, tctx) in threads { try Threads.dropCapabilities(ctx: tctx) }

@@ -63,7 +63,7 @@ enum FileState {
                 }
                 if type == S_IFIFO && target.hasPrefix("/") {
                     Fifos.capture(st, into: &r)
-                } else if !(try RegularFiles.capture(st, into: &r)) {
+                } else if !(try RegularFiles.capture(st, pid: pid, into: &r)) {
                     throw unsupported(pid, fd, target, type)
                 }
             }

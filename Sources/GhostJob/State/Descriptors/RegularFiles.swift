@@ -6,7 +6,7 @@ import GhostImage
 /// (stdio), bound to the resuming tool's so output goes to the new step's log.
 enum RegularFiles {
     /// Fills `r` for a file, directory or device; false for anything else.
-    static func capture(_ st: stat, into r: inout FDRecord) throws(GhostError) -> Bool {
+    static func capture(_ st: stat, pid: pid_t, into r: inout FDRecord) throws(GhostError) -> Bool {
         let type = st.st_mode & S_IFMT
         if type == S_IFREG || type == S_IFDIR {
             r.kind = .file
@@ -15,6 +15,7 @@ enum RegularFiles {
             return true
         }
         if type == S_IFCHR && r.path.hasPrefix("/") {
+            try Devices.check(st, path: r.path, fd: r.fd, pid: pid)
             r.kind = .device
             return true
         }
