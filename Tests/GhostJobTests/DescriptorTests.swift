@@ -174,3 +174,30 @@ final class WidowedPipeTests: GhostTestCase {
         try checkpointKillResume("widowed_pipes")
     }
 }
+
+/// Small files the job has open (temporary files of a compiler) are in the
+/// image: one deleted after the checkpoint is recreated, one the job kept
+/// writing is put back as it was.
+final class ScratchFileTests: GhostTestCase {
+    func testSmallOpenFilesAreRecreatedOrPutBack() throws {
+        let exe = try program("scratch_files")
+        let dir = try makeTempDir("scratch")
+        let run = try startGhostRun(exe, [], imageDir: dir + "/images", cwd: dir)
+        let pid = try jobPid(of: run, exe: exe)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        try checkpoint(run, number: 1)
+        try killNode(run, jobPid: pid)
+        XCTAssertEqual(unlink(dir + "/scratch.tmp"), 0)
+        let garbage = [UInt8](repeating: 0x5a, count: 8000)
+        let fd = open(dir + "/partial.out", O_WRONLY)
+        XCTAssertEqual(pwrite(fd, garbage, garbage.count, 0), garbage.count)
+        close(fd)
+        let resumed = try startGhostResume(dir + "/images", cwd: dir)
+        _ = try waitResumed(resumed, exe: exe)
+        XCTAssertTrue(resumed.stderrText.contains("recreated \(dir)/scratch.tmp"), resumed.transcript)
+        try resumed.write("go\n")
+        let ok = try resumed.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 60)
+        XCTAssertEqual(ok.index, 0, resumed.transcript)
+        try expectExit(resumed, .exited(0))
+    }
+}

@@ -48,6 +48,10 @@ public struct FDRecord: Codable, Sendable {
     public var pipe: PipeRecord?
     /// For `sharedMemory`: the SharedMemoryRecord id.
     public var object: Int?
+    /// For a small regular file (`file`): its contents at the checkpoint, to
+    /// recreate it if it is gone at resume (a compiler's temporary file) or,
+    /// if the job was writing it, to put it back exactly as it was.
+    public var contents: FileContentsRecord?
     /// Per-kind state of the other kinds (absent in older images).
     public var socket: UnixSocketRecord?
     public var eventfd: EventFDRecord?
@@ -72,4 +76,12 @@ public struct PipeRecord: Codable, Sendable {
     public init(id: UInt64, capacity: Int, data: ChunkID?, dataLength: Int) {
         self.id = id; self.capacity = capacity; self.data = data; self.dataLength = dataLength
     }
+}
+
+/// The bytes of a small file (chunk nil when empty) and its permission bits.
+public struct FileContentsRecord: Codable, Sendable {
+    public var chunk: ChunkID?
+    public var length: Int
+    public var mode: UInt32
+    public init(chunk: ChunkID?, length: Int, mode: UInt32) { self.chunk = chunk; self.length = length; self.mode = mode }
 }

@@ -63,7 +63,7 @@ enum FileState {
                 }
                 if type == S_IFIFO && target.hasPrefix("/") {
                     Fifos.capture(st, into: &r)
-                } else if !(try RegularFiles.capture(st, pid: pid, into: &r)) {
+                } else if !(try RegularFiles.capture(st, pid: pid, writer: writer, into: &r)) {
                     throw unsupported(pid, fd, target, type)
                 }
             }
@@ -186,7 +186,7 @@ enum FileState {
         switch r.kind {
         case .pipe: return try Pipes.open(r, allRecords: allRecords, table: table, store: store)
         case .stdio: return RegularFiles.openStdio(r, table: table)
-        case .file, .device: return try RegularFiles.open(r, table: table)
+        case .file, .device: return try RegularFiles.open(r, table: table, store: store)
         case .fifo: fd = try Fifos.open(r, allRecords: allRecords, table: table, store: store)
         case .unixSocket: return try UnixSockets.open(r, allRecords: allRecords, table: table, store: store)
         case .eventfd: fd = try EventFD.open(r)

@@ -1,17 +1,26 @@
 import Glibc
+import CGhostSys
 import GhostImage
 
 /// Regular files, directories and character devices, reopened by path with
 /// their flags and offsets; and descriptors that were the launcher's own
 /// (stdio), bound to the resuming tool's so output goes to the new step's log.
 enum RegularFiles {
+    /// Files up to this size have their contents stored (see FileContentsRecord):
+    /// scratch and temporary files, not the job's big inputs and outputs.
+    static let smallFileLimit: Int64 = 4 << 20
+
     /// Fills `r` for a file, directory or device; false for anything else.
-    static func capture(_ st: stat, pid: pid_t, into r: inout FDRecord) throws(GhostError) -> Bool {
+    static func capture(_ st: stat, pid: pid_t, writer: CheckpointWriter, into r: inout FDRecord) throws(GhostError) -> Bool {
         let type = st.st_mode & S_IFMT
         if type == S_IFREG || type == S_IFDIR {
             r.kind = .file
             r.identity = FileIdentity(path: r.path, size: Int64(st.st_size),
                                       mtimeNanos: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+            if type == S_IFREG && r.sameAs == nil && Int64(st.st_size) <= smallFileLimit {
+                r.contents = try contents(pid: pid, fd: r.fd, writeOnly: r.flags & O_ACCMODE == O_WRONLY,
+                                          size: Int(st.st_size), mode: UInt32(st.st_mode & 0o7777), writer: writer)
+            }
             return true
         }
         if type == S_IFCHR && r.path.hasPrefix("/") {
@@ -34,9 +43,32 @@ enum RegularFiles {
         return fd
     }
 
-    static func open(_ r: FDRecord, table: FileState.Table) throws(GhostError) -> Int32 {
-        if r.kind == .file, let id = r.identity {
-            try reconcile(r, id, truncated: &table.truncated)
+    /// The bytes of a small file, read through a duplicate of the job's descriptor.
+    static func contents(pid: pid_t, fd: Int32, writeOnly: Bool, size: Int, mode: UInt32,
+                         writer: CheckpointWriter) throws(GhostError) -> FileContentsRecord? {
+        // A write-only descriptor cannot be read: open the same file again.
+        let local = writeOnly ? Glibc.open("/proc/\(pid)/fd/\(fd)", O_RDONLY | O_CLOEXEC) : ghost_grab_fd(pid, fd)
+        if local < 0 { return nil }     // unreadable: the file is handled by size alone
+        defer { close(local) }
+        var bytes = [UInt8](repeating: 0, count: size)
+        var got = 0
+        while got < size {
+            let n = bytes.withUnsafeMutableBytes { pread(local, $0.baseAddress! + got, size - got, off_t(got)) }
+            if n < 0 { throw .errno("reading fd \(fd) of process \(pid)") }
+            if n == 0 { break }
+            got += n
+        }
+        bytes.removeLast(size - got)
+        return FileContentsRecord(chunk: try Pipes.put(bytes, writer), length: bytes.count, mode: mode)
+    }
+
+    static func open(_ r: FDRecord, table: FileState.Table, store: ImageStore) throws(GhostError) -> Int32 {
+        if r.kind == .file, let id = r.identity, !table.truncated.contains(r.path) {
+            if let c = r.contents, try putBack(r, id, c, store: store) {
+                table.truncated.insert(r.path)
+            } else {
+                try reconcile(r, id, truncated: &table.truncated)
+            }
         }
         let flags = r.flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
         let fd = Glibc.open(r.path, flags)
@@ -48,6 +80,35 @@ enum RegularFiles {
             throw .errno("seeking \(r.path) to \(r.offset)")
         }
         return fd
+    }
+
+    /// A small file whose contents are in the image: recreated if it is gone
+    /// (the job's temporary files, deleted after the checkpoint), rewritten
+    /// if the job was writing it and it changed since. A file the job only
+    /// reads and that changed is left to `reconcile` (the user's input).
+    static func putBack(_ r: FDRecord, _ id: FileIdentity, _ c: FileContentsRecord,
+                        store: ImageStore) throws(GhostError) -> Bool {
+        var st = stat()
+        let exists = stat(r.path, &st) == 0
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        if exists && Int64(st.st_size) == id.size && mtime == id.mtimeNanos { return true }   // as it was
+        let writing = r.flags & O_ACCMODE != O_RDONLY
+        if exists && !writing { return false }
+        if exists && st.st_mode & S_IFMT != S_IFREG { return false }
+        let bytes = try c.chunk.map { (id: ChunkID) throws(GhostError) in try Pipes.load(id, store) } ?? []
+        let fd = Glibc.open(r.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(c.mode))
+        if fd < 0 {
+            throw .fileChanged("cannot recreate \(r.path) (fd \(r.fd) of the job): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
+            if n <= 0 { throw .errno("writing \(r.path) back") }
+            off += n
+        }
+        if !exists { Log.info("recreated \(r.path) (\(bytes.count) bytes), which the job had open, from the image") }
+        return true
     }
 
     static func reconcile(_ r: FDRecord, _ id: FileIdentity, truncated: inout Set<String>) throws(GhostError) {
