@@ -726,6 +726,29 @@ class GhostTestCase: XCTestCase {
                        file: file, line: line)
     }
 
+    /// ghost-run PROGRAM ARGS → "ready" → checkpoint 1 → kill -9 of ghost-run
+    /// and the job (a node failure), leaving the image in `imageDir`.
+    func runCheckpointKill(_ exe: String, _ args: [String] = [], imageDir: String, ghostArgs: [String] = [],
+                           cwd: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let run = try startGhostRun(exe, args, imageDir: imageDir, ghostArgs: ghostArgs, cwd: cwd)
+        let pid = try jobPid(of: run, exe: exe)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        try checkpoint(run, number: 1)
+        try killNode(run, jobPid: pid, file: file, line: line)
+    }
+
+    /// Releases a resumed job (`release` line on its stdin) and expects it
+    /// to report "ok ..." and exit 0; returns the "ok" line.
+    @discardableResult
+    func finishResumed(_ ghost: Child, release: String = "go", timeout: TimeInterval = 120,
+                       file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        try ghost.write(release + "\n")
+        let ok = try ghost.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: timeout)
+        XCTAssertEqual(ok.index, 0, "the resumed job reported: \(ok.line)\n\(ghost.transcript)", file: file, line: line)
+        try expectExit(ghost, .exited(0), file: file, line: line)
+        return ok.line
+    }
+
     /// The whole scenario of one feature test:
     /// ghost-run → "ready" → (settle) → SIGUSR1 → "checkpoint 1 done" → SIGKILL ghost-run
     /// (job gone too) → ghost-resume → release → "ok", exit 0.

@@ -25,10 +25,7 @@ final class NamespaceFallbackTests: GhostTestCase {
         let resumed = try startGhostResume(images, cwd: dir, wrapper: restricted)
         let line = try resumed.waitFor("ghost: resumed checkpoint 1", in: .stderr, timeout: 60)
         XCTAssertTrue(line.contains("without namespaces PIDs change"), line)
-        try resumed.write("quit\n")
-        let ok = try resumed.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 60)
-        XCTAssertEqual(ok.index, 0, resumed.transcript)
-        try expectExit(resumed, .exited(0))
+        try finishResumed(resumed, release: "quit", timeout: 60)
     }
 
     /// An image taken inside namespaces cannot be resumed where they are not
@@ -37,11 +34,7 @@ final class NamespaceFallbackTests: GhostTestCase {
         let exe = try program("counter")
         let dir = try makeTempDir("nons2")
         let images = dir + "/images"
-        let run = try startGhostRun(exe, [], imageDir: images, cwd: dir)
-        let pid = try jobPid(of: run, exe: exe)
-        try run.waitFor("ready", in: .stdout, timeout: 60)
-        try checkpoint(run, number: 1)
-        try killNode(run, jobPid: pid)
+        try runCheckpointKill(exe, [], imageDir: images, cwd: dir)
         let r = try runToCompletion(restricted[0], Array(restricted.dropFirst()) + [Paths.ghostResume, images], timeout: 60)
         XCTAssertNotEqual(r.status, .exited(0))
         XCTAssertTrue(r.stderr.contains("namespaces"), r.stderr)

@@ -17,11 +17,7 @@ final class SharedMemoryTests: GhostTestCase {
         let shmName = "/ghost-test-\(getpid())-\(Int.random(in: 0..<1_000_000))"
         let disk = dir + "/mapped.dat"
         defer { unlink("/dev/shm" + shmName) }
-        let run = try startGhostRun(exe, [shmName, disk], imageDir: dir + "/images", cwd: dir)
-        let pid = try jobPid(of: run, exe: exe)
-        try run.waitFor("ready", in: .stdout, timeout: 60)
-        try checkpoint(run, number: 1)
-        try killNode(run, jobPid: pid)
+        try runCheckpointKill(exe, [shmName, disk], imageDir: dir + "/images", cwd: dir)
 
         XCTAssertEqual(unlink("/dev/shm" + shmName), 0, "the job's shm object should exist after the kill")
         let scribble = [UInt8](repeating: 0xAB, count: 4096)
@@ -31,10 +27,7 @@ final class SharedMemoryTests: GhostTestCase {
 
         let resumed = try startGhostResume(dir + "/images", cwd: dir)
         _ = try waitResumed(resumed, exe: exe)
-        try resumed.write("go\n")
-        let line = try resumed.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 90)
-        XCTAssertEqual(line.index, 0, resumed.transcript)
-        try expectExit(resumed, .exited(0))
+        try finishResumed(resumed, timeout: 90)
     }
 
     /// The same program checkpointed twice (the second time after a resume,
@@ -45,11 +38,7 @@ final class SharedMemoryTests: GhostTestCase {
         let shmName = "/ghost-test-\(getpid())-\(Int.random(in: 0..<1_000_000))"
         defer { unlink("/dev/shm" + shmName) }
         let images = dir + "/images"
-        let run = try startGhostRun(exe, [shmName, dir + "/mapped.dat"], imageDir: images, cwd: dir)
-        let pid = try jobPid(of: run, exe: exe)
-        try run.waitFor("ready", in: .stdout, timeout: 60)
-        try checkpoint(run, number: 1)
-        try killNode(run, jobPid: pid)
+        try runCheckpointKill(exe, [shmName, dir + "/mapped.dat"], imageDir: images, cwd: dir)
         let first = try startGhostResume(images, cwd: dir)
         let (_, pid2) = try waitResumed(first, exe: exe)
         try checkpoint(first, number: 2)
@@ -57,10 +46,7 @@ final class SharedMemoryTests: GhostTestCase {
         let second = try startGhostResume(images, cwd: dir)
         let (n, _) = try waitResumed(second, exe: exe)
         XCTAssertEqual(n, 2)
-        try second.write("go\n")
-        let line = try second.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 90)
-        XCTAssertEqual(line.index, 0, second.transcript)
-        try expectExit(second, .exited(0))
+        try finishResumed(second, timeout: 90)
     }
 
     /// System V shared memory is not supported: the checkpoint fails with a

@@ -20,11 +20,7 @@ final class TimerTests: GhostTestCase {
         let exe = try program("timers")
         let dir = try makeTempDir("timers")
         let images = dir + "/images"
-        let run = try startGhostRun(exe, [], imageDir: images, cwd: dir)
-        let pid = try jobPid(of: run, exe: exe)
-        try run.waitFor("ready", in: .stdout, timeout: 60)
-        try checkpoint(run, number: 1)
-        try killNode(run, jobPid: pid)
+        try runCheckpointKill(exe, [], imageDir: images, cwd: dir)
 
         // The image holds what the program set up, the one-shot still armed.
         let m = try manifest(images, 1)
@@ -38,10 +34,7 @@ final class TimerTests: GhostTestCase {
 
         let resumed = try startGhostResume(images, cwd: dir)
         _ = try waitResumed(resumed, exe: exe)
-        try resumed.write("go\n")
-        let okLine = try resumed.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 120)
-        XCTAssertEqual(okLine.index, 0, resumed.transcript)
-        try expectExit(resumed, .exited(0))
+        try finishResumed(resumed, timeout: 120)
     }
 
     /// Checkpointed twice (the second time after a resume): the timers are
@@ -50,11 +43,7 @@ final class TimerTests: GhostTestCase {
         let exe = try program("timers")
         let dir = try makeTempDir("timers2")
         let images = dir + "/images"
-        let run = try startGhostRun(exe, [], imageDir: images, cwd: dir)
-        let pid = try jobPid(of: run, exe: exe)
-        try run.waitFor("ready", in: .stdout, timeout: 60)
-        try checkpoint(run, number: 1)
-        try killNode(run, jobPid: pid)
+        try runCheckpointKill(exe, [], imageDir: images, cwd: dir)
         let first = try startGhostResume(images, cwd: dir)
         let (_, pid2) = try waitResumed(first, exe: exe)
         try checkpoint(first, number: 2)
@@ -65,10 +54,7 @@ final class TimerTests: GhostTestCase {
         let second = try startGhostResume(images, cwd: dir)
         let (n, _) = try waitResumed(second, exe: exe)
         XCTAssertEqual(n, 2)
-        try second.write("go\n")
-        let okLine = try second.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 120)
-        XCTAssertEqual(okLine.index, 0, second.transcript)
-        try expectExit(second, .exited(0))
+        try finishResumed(second, timeout: 120)
     }
 
     /// Without namespaces (a single-threaded job gets a new PID): the timers
@@ -90,9 +76,6 @@ final class TimerTests: GhostTestCase {
         let resumed = try startGhostResume(images, cwd: dir)
         let (_, newPid) = try waitResumed(resumed, exe: exe)
         XCTAssertNotEqual(newPid, pid)
-        try resumed.write("go\n")
-        let okLine = try resumed.waitFor(anyOf: ["ok ", "FAIL"], in: .stdout, timeout: 120)
-        XCTAssertEqual(okLine.index, 0, resumed.transcript)
-        try expectExit(resumed, .exited(0))
+        try finishResumed(resumed, timeout: 120)
     }
 }
