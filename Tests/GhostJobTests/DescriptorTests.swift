@@ -115,10 +115,16 @@ extension DescriptorTests {
             resume = bin + "/ghost-resume"
             wrapper = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--"]
         }
-        for name in ["unix_sockets", "fd_kinds"] {
+        // Also shared memory, deleted files and thread attributes: what an
+        // ordinary user's job holds must come back without privilege too.
+        let shmName = "/ghost-user-\(getpid())"
+        defer { unlink("/dev/shm" + shmName) }
+        let jobs: [(String, [String])] = [("unix_sockets", []), ("fd_kinds", []), ("deleted_files", []),
+                                          ("shared_memory", [shmName, work + "/mapped.dat"]), ("thread_attrs", [])]
+        for (name, args) in jobs {
             let exe = try program(name)
             let images = work + "/images-" + name
-            let job = try startGhostRun(exe, imageDir: images, cwd: work, wrapper: wrapper, ghostRunPath: run)
+            let job = try startGhostRun(exe, args, imageDir: images, cwd: work, wrapper: wrapper, ghostRunPath: run)
             let pid = try jobPid(of: job, exe: exe)
             try job.waitFor("ready", in: .stdout, timeout: 60)
             try checkpoint(job, number: 1)
