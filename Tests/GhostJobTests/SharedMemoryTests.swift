@@ -31,7 +31,8 @@ final class SharedMemoryTests: GhostTestCase {
     }
 
     /// The same program checkpointed twice (the second time after a resume,
-    /// when the objects are ghost's memfds) and resumed from the second.
+    /// when the objects are ghost's memfds) and resumed from the second where
+    /// the small shared-mapped disk file is gone (another node): recreated.
     func testSharedMemorySurvivesTwoResumes() throws {
         let exe = try program("shared_memory")
         let dir = try makeTempDir("shm2")
@@ -43,6 +44,8 @@ final class SharedMemoryTests: GhostTestCase {
         let (_, pid2) = try waitResumed(first, exe: exe)
         try checkpoint(first, number: 2)
         try killNode(first, jobPid: pid2)
+        // On another node the small file the job maps shared would be missing.
+        XCTAssertEqual(unlink(dir + "/mapped.dat"), 0)
         let second = try startGhostResume(images, cwd: dir)
         let (n, _) = try waitResumed(second, exe: exe)
         XCTAssertEqual(n, 2)

@@ -35,6 +35,9 @@ public struct SharedMemoryRecord: Codable, Sendable {
     public var seals: Int32?
     /// tmpfsFile: permission bits to recreate it with.
     public var mode: UInt32?
+    /// diskFile: every page is stored (small files), so the file is rebuilt
+    /// from the image, and created where it is missing.
+    public var complete: Bool?
     /// Stored pages, in blocks of `Manifest.blockPages` pages from offset 0.
     /// Pages not stored are zero (holes), or for diskFile, unchanged in the file.
     public var blocks: [MemoryBlock]

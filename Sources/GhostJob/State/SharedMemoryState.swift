@@ -185,8 +185,10 @@ enum SharedMemoryState {
             try describeFile(o, key: key, members: members)
             let pages = try pagesToStore(o, members: members)
             let blocks = try storePages(o, pages: pages, members: members, writer: writer, workers: workers)
-            records.append(SharedMemoryRecord(id: o.id, kind: o.kind, name: o.name, path: o.path, size: o.size,
-                                              seals: o.seals, mode: o.mode, blocks: blocks))
+            var record = SharedMemoryRecord(id: o.id, kind: o.kind, name: o.name, path: o.path, size: o.size,
+                                            seals: o.seals, mode: o.mode, blocks: blocks)
+            if o.kind == .diskFile && o.wholeFile { record.complete = true }
+            records.append(record)
         }
         return records
     }
@@ -229,7 +231,9 @@ enum SharedMemoryState {
         if fstat(o.fd, &st) != 0 { throw .errno("fstat of shared memory \(o.path ?? o.name ?? "")") }
         o.size = Int64(st.st_size)
         o.mode = UInt32(st.st_mode & 0o7777)
-        o.wholeFile = o.kind != .diskFile
+        // A small disk file is stored whole, so it can be recreated where it
+        // is missing (a JVM's hsperfdata file in /tmp on another node).
+        o.wholeFile = o.kind != .diskFile || o.size <= RegularFiles.smallFileLimit
         if o.kind == .memfd {
             let seals = fcntl(o.fd, fGetSeals)
             if seals > 0 { o.seals = seals }
@@ -305,7 +309,7 @@ enum SharedMemoryState {
                                 try ProcessMemory(pid: members[mp.member].pid, writable: false), o.copiedIn[mi] ?? []))
             }
         }
-        let fd = o.fd, keepZero = o.kind == .diskFile, all = groups, srcs = sources
+        let fd = o.fd, keepZero = o.kind == .diskFile && !o.wholeFile, all = groups, srcs = sources
         let results = ResultSlots<MemoryBlock?>(count: groups.count, initial: nil)
         try Parallel.run(count: all.count, workers: workers, makeState: { ScratchBuffer(size: bp * ps) }) {
             (buffer: inout ScratchBuffer, gi: Int) throws(GhostError) in
@@ -352,7 +356,7 @@ enum SharedMemoryState {
                 fd = try unlinkedFile(r)
             case .tmpfsFile, .diskFile:
                 guard let path = r.path else { throw .badImage("shared memory object \(r.id) has no path") }
-                let create = r.kind == .tmpfsFile ? O_CREAT : 0
+                let create = r.kind == .tmpfsFile || r.complete == true ? O_CREAT : 0
                 fd = open(path, O_RDWR | O_CLOEXEC | create, mode_t(r.mode ?? 0o600))
                 if fd < 0 {
                     throw .fileChanged("cannot open \(path), which the job maps shared: \(String(cString: strerror(errno))); "
@@ -363,7 +367,7 @@ enum SharedMemoryState {
             table.objects[r.id] = fd
             // A tmpfs file and a fresh memfd are rebuilt from scratch (holes
             // stay holes); a disk file keeps what the image does not hold.
-            if r.kind != .diskFile && ftruncate(fd, 0) != 0 { throw .errno("emptying shared memory \(r.path ?? r.name ?? "")") }
+            if (r.kind != .diskFile || r.complete == true) && ftruncate(fd, 0) != 0 { throw .errno("emptying shared memory \(r.path ?? r.name ?? "")") }
             if ftruncate(fd, off_t(r.size)) != 0 { throw .errno("sizing shared memory \(r.path ?? r.name ?? "") to \(r.size) bytes") }
             try fill(fd, r, store: store, blockPages: blockPages)
             if let seals = r.seals, fcntl(fd, fAddSeals, seals) != 0 {
