@@ -14,6 +14,15 @@ public final class ImageStore: @unchecked Sendable {
     let dirFD: Int32
     let zstd = ZstdContextPool()
     private let state = Mutex(State())
+    /// Where chunks are (from every checkpoint file read so far) and open packs.
+    let index = Mutex(ChunkIndex())
+
+    struct ChunkIndex {
+        var locations: [ChunkID: ChunkLocation] = [:]
+        /// All checkpoint files were read into `locations` once.
+        var loadedAll = false
+        var packFDs: [UInt64: Int32] = [:]
+    }
 
     private struct State {
         var lockFD: Int32 = -1
@@ -49,6 +58,7 @@ public final class ImageStore: @unchecked Sendable {
     deinit {
         let lockFD = state.withLock { $0.lockFD }
         if lockFD >= 0 { StoreIO.closeQuietly(lockFD) }
+        for fd in index.withLock({ $0.packFDs.values }) { StoreIO.closeQuietly(fd) }
         StoreIO.closeQuietly(dirFD)
     }
 
@@ -89,24 +99,29 @@ public final class ImageStore: @unchecked Sendable {
     /// `zstdLevel` is clamped to what the library supports (1 = fast, the default).
     public func beginCheckpoint(zstdLevel: Int32 = 1) throws(ImageError) -> CheckpointWriter {
         try lockForWriting()
-        for dir in [ImageLayout.chunks, ImageLayout.checkpoints] {
+        for dir in [ImageLayout.chunks, ImageLayout.checkpoints, ImageLayout.packs] {
             if mkdirat(dirFD, dir, 0o700) != 0 && errno != EEXIST { throw io("create directory", dir) }
         }
         let number = (checkpointNumbers().last ?? 0) + 1
         // Chunks of committed checkpoints were made durable before those commits,
         // so they can be reused without being written again. Anything else on
         // disk (left by a crashed writer) is rewritten rather than trusted.
-        var committed: Set<ChunkID> = []
+        var committed: [ChunkID: ChunkLocation] = [:]
         for n in checkpointNumbers() {
-            if let c = try? readCheckpoint(n, wantPayload: false) { committed.formUnion(c.chunks) }
+            if let c = try? readCheckpoint(n, wantPayload: false) {
+                for (id, l) in zip(c.chunks, c.locations) { committed[id] = l }
+            }
         }
+        // New packs get numbers above every pack on disk, leftovers of crashed writers included.
+        let firstPack = (packNumbers().last ?? 0) + 1
         let serial = state.withLock { s in
             s.nextWriterSerial += 1
             s.activeWriters.insert(s.nextWriterSerial)
             return s.nextWriterSerial
         }
         let level = min(max(zstdLevel, ZstdScratch.levels.lowerBound), ZstdScratch.levels.upperBound)
-        return CheckpointWriter(store: self, number: number, level: level, committed: committed, serial: serial)
+        return CheckpointWriter(store: self, number: number, level: level, committed: committed, serial: serial,
+                                firstPack: firstPack)
     }
 
     // MARK: - For the writer and the other store files
@@ -203,7 +218,7 @@ public final class ImageStore: @unchecked Sendable {
             guard version == ImageLayout.formatVersion else {
                 throw .unsupportedVersion(path: path + "/" + ImageLayout.marker, found: version)
             }
-            for sub in [ImageLayout.chunks, ImageLayout.checkpoints] {
+            for sub in [ImageLayout.chunks, ImageLayout.checkpoints, ImageLayout.packs] {
                 if let st = StoreIO.statAt(fd, sub, follow: false) { try checkPrivate(st, path: path + "/" + sub) }
             }
             return
@@ -215,11 +230,11 @@ public final class ImageStore: @unchecked Sendable {
         // initialisation leaves (the marker is written last).
         let (names, le) = StoreIO.listDirectory(fd, ".")
         guard let names else { throw .io(op: "list", path: path, errno: le) }
-        let ours: Set<String> = [ImageLayout.chunks, ImageLayout.checkpoints, ImageLayout.lock]
+        let ours: Set<String> = [ImageLayout.chunks, ImageLayout.checkpoints, ImageLayout.packs, ImageLayout.lock]
         guard names.allSatisfy({ ours.contains($0) || $0.hasPrefix(ImageLayout.tempPrefix) }) else {
             throw .notAnImageDirectory(path: path)
         }
-        for sub in [ImageLayout.chunks, ImageLayout.checkpoints] {
+        for sub in [ImageLayout.chunks, ImageLayout.checkpoints, ImageLayout.packs] {
             if mkdirat(fd, sub, 0o700) == 0 {
                 fchmodat(fd, sub, 0o700, 0)
             } else if errno != EEXIST {
