@@ -34,15 +34,14 @@ public final class CheckpointWriter: @unchecked Sendable {
         var finished = false
     }
 
-    init(store: ImageStore, number: Int, level: Int32, committed: [ChunkID: ChunkLocation], serial: Int,
-         firstPack: UInt64) {
+    init(store: ImageStore, number: Int, level: Int32, committed: [ChunkID: ChunkLocation], serial: Int) {
         self.store = store
         self.number = number
         self.level = level
         self.committed = committed
         self.serial = serial
         self.tempTag = "\(ImageLayout.tempPrefix)\(getpid())-\(serial)-"
-        self.packs = PackWriter(store: store, firstNumber: firstPack)
+        self.packs = PackWriter(store: store)
     }
 
     deinit { abort() }

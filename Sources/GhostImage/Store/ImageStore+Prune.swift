@@ -90,7 +90,7 @@ extension ImageStore {
             if used * 2 < size { sparse.append(n) }
         }
         if !sparse.isEmpty {
-            try compact(sparse, live: live, firstNew: (onDisk.last ?? 0) + 1)
+            try compact(sparse, live: live)
             dead.formUnion(sparse)
         }
         guard !dead.isEmpty else { return }
@@ -99,8 +99,8 @@ extension ImageStore {
         syncDirectory(ImageLayout.packs)
     }
 
-    private func compact(_ packs: [UInt64], live: [UInt64: Set<ChunkLocation>], firstNew: UInt64) throws(ImageError) {
-        let writer = PackWriter(store: self, firstNumber: firstNew)
+    private func compact(_ packs: [UInt64], live: [UInt64: Set<ChunkLocation>]) throws(ImageError) {
+        let writer = PackWriter(store: self)
         var moved: [ChunkLocation: ChunkLocation] = [:]
         var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }

@@ -29,6 +29,8 @@ public final class ImageStore: @unchecked Sendable {
         var closed = false
         var nextWriterSerial = 0
         var activeWriters: Set<Int> = []
+        /// Next pack number to hand out (0: not looked up yet).
+        var nextPack: UInt64 = 0
     }
 
     /// Opens an image directory. With `create`, makes it (and missing parents,
@@ -112,16 +114,13 @@ public final class ImageStore: @unchecked Sendable {
                 for (id, l) in zip(c.chunks, c.locations) { committed[id] = l }
             }
         }
-        // New packs get numbers above every pack on disk, leftovers of crashed writers included.
-        let firstPack = (packNumbers().last ?? 0) + 1
         let serial = state.withLock { s in
             s.nextWriterSerial += 1
             s.activeWriters.insert(s.nextWriterSerial)
             return s.nextWriterSerial
         }
         let level = min(max(zstdLevel, ZstdScratch.levels.lowerBound), ZstdScratch.levels.upperBound)
-        return CheckpointWriter(store: self, number: number, level: level, committed: committed, serial: serial,
-                                firstPack: firstPack)
+        return CheckpointWriter(store: self, number: number, level: level, committed: committed, serial: serial)
     }
 
     // MARK: - For the writer and the other store files
@@ -130,6 +129,18 @@ public final class ImageStore: @unchecked Sendable {
     func checkWritable() throws(ImageError) {
         try state.withLock { (s: inout State) throws(ImageError) in
             if s.closed || s.lockFD < 0 { throw .closed(path: path) }
+        }
+    }
+
+    /// A pack number no pack on disk has and no other writer of this store
+    /// was given (above every pack on disk, leftovers of crashed writers
+    /// included). Other processes are excluded by the writer lock.
+    func takePackNumber() -> UInt64 {
+        let onDisk = (packNumbers().last ?? 0) + 1
+        return state.withLock { s in
+            s.nextPack = max(s.nextPack, onDisk)
+            defer { s.nextPack += 1 }
+            return s.nextPack
         }
     }
 

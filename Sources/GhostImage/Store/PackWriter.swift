@@ -25,12 +25,11 @@ final class PackWriter: @unchecked Sendable {
 
     private struct State {
         var packs: [Pack] = []
-        var nextNumber: UInt64
     }
 
-    init(store: ImageStore, firstNumber: UInt64) {
+    init(store: ImageStore) {
         self.store = store
-        self.state = Mutex(State(nextNumber: firstNumber))
+        self.state = Mutex(State())
     }
 
     /// Pack numbers this writer created.
@@ -58,9 +57,8 @@ final class PackWriter: @unchecked Sendable {
         try state.withLock { (s: inout State) throws(ImageError) -> (Pack, UInt64) in
             if s.packs.isEmpty || (s.packs[s.packs.count - 1].size > 0
                                    && s.packs[s.packs.count - 1].size + bytes > Self.rotateAt) {
-                let number = s.nextNumber
+                let number = store.takePackNumber()
                 let fd = try create(number)
-                s.nextNumber += 1
                 s.packs.append(Pack(number: number, fd: fd, size: 0))
             }
             let i = s.packs.count - 1
