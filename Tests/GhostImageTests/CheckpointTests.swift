@@ -71,14 +71,18 @@ final class CheckpointTests: XCTestCase {
         do {
             let store = try ImageStore(path: tmp.image, create: true)
             keptID = try commitCheckpoint(store, payload: "one", chunks: [kept]).1[0]
-            // A writer that dies mid-way: chunks stored, temp files of an in-flight
-            // chunk and of the checkpoint file left behind, no commit.
+            // A writer that dies mid-way: chunks stored in its pack, the temp
+            // file of the checkpoint file left behind, no commit.
             let w = try store.beginCheckpoint(zstdLevel: 1)
             orphanIDs.append(try w.put(randomBytes(70_000, seed: 2)))
             orphanIDs.append(try w.put(randomBytes(70_000, seed: 3)))
-            let dir = tmp.image + "/chunks/" + orphanIDs[0].hex.prefix(2)
-            writeFile(dir + "/.tmp-999999-1-" + orphanIDs[0].hex, [1, 2, 3])
             writeFile(tmp.image + "/checkpoints/.tmp-999999-1-000002.ckpt", Array("GHOSTCKP partial".utf8))
+            // What a killed process leaves: its pack, which its writer's abort would have removed.
+            let keptPack = (try chunkEntry(store, keptID).path as NSString).lastPathComponent
+            let others = packFiles(store).subtracting([keptPack])
+            XCTAssertEqual(others.count, 1)
+            let orphanPack = tmp.image + "/packs/" + others.first!
+            let leftover = readFile(orphanPack)
 
             let reader = try ImageStore(path: tmp.image, create: false)
             XCTAssertEqual(reader.checkpointNumbers(), [1])
@@ -86,16 +90,18 @@ final class CheckpointTests: XCTestCase {
             XCTAssertEqual(newest.number, 1)
             XCTAssertEqual(newest.payload, Array("one".utf8))
             XCTAssertEqual(try reader.readChunk(keptID), kept)
-            withExtendedLifetime(w) {}
-            // The process "dies": the store goes away without commit or abort of
-            // the crashed writer's files (ours are released with the writer).
+            w.abort()
+            XCTAssertFalse(fileExists(orphanPack), "abort removes the writer's packs")
+            writeFile(orphanPack, leftover)
         }
         let store = try ImageStore(path: tmp.image, create: false)
-        XCTAssertEqual(tempFiles(under: tmp.image).count, 2)
+        XCTAssertEqual(tempFiles(under: tmp.image).count, 1)
         XCTAssertEqual(chunkFiles(store).count, 3)
+        XCTAssertEqual(packFiles(store).count, 2)
         try store.prune(keep: 3)
         XCTAssertEqual(tempFiles(under: tmp.image), [])
         XCTAssertEqual(chunkFiles(store), [keptID.hex], "unreferenced chunks are collected")
+        XCTAssertEqual(packFiles(store).count, 1, "the dead writer's pack is deleted")
         XCTAssertEqual(store.verify(1), [])
         let w = try store.beginCheckpoint(zstdLevel: 1)
         XCTAssertEqual(w.number, 2)
@@ -133,17 +139,19 @@ final class CheckpointTests: XCTestCase {
         let raw = randomBytes(10_000, seed: 4)
         let compressible = [UInt8](repeating: 7, count: 50_000) + randomBytes(100, seed: 5)
         let (n, ids) = try commitCheckpoint(store, payload: "p", chunks: [raw, compressible])
-        for (id, offset) in [(ids[0], 16 + 5000), (ids[1], 20), (ids[1], 8)] {
-            let path = chunkFile(store, id)
+        let h = Int(PackEntryHeader.size)
+        // raw data, compressed data, the length in the header, the id in the header
+        for (id, delta) in [(ids[0], h + 5000), (ids[1], h + 4), (ids[1], 8), (ids[0], 30)] {
+            let (path, entry) = try chunkEntry(store, id)
             let original = readFile(path)
-            flipByte(path, at: offset)
+            flipByte(path, at: entry + delta)
             let e = expectImageError { () throws(ImageError) in try store.readChunk(id) }
             guard case .damagedChunk(let badID, let badPath, _) = e else {
-                XCTFail("expected damagedChunk for a flip at \(offset), got \(String(describing: e))")
+                XCTFail("expected damagedChunk for a flip at \(delta), got \(String(describing: e))")
                 continue
             }
             XCTAssertEqual(badID, id)
-            XCTAssertEqual(badPath, path)
+            XCTAssertEqual(badPath, "\(path) at offset \(entry)")
             XCTAssertTrue(e!.description.contains(id.hex))
             let problems = store.verify(n)
             XCTAssertEqual(problems.count, 1)
@@ -151,16 +159,18 @@ final class CheckpointTests: XCTestCase {
             writeFile(path, original)
             XCTAssertEqual(store.verify(n), [])
         }
-        // A truncated chunk file is damage too.
-        let path = chunkFile(store, ids[0])
-        writeFile(path, Array(readFile(path).prefix(100)))
-        guard case .damagedChunk = expectImageError({ () throws(ImageError) in try store.readChunk(ids[0]) }) else {
+        // A truncated pack is damage too, and makes the checkpoint not intact.
+        let (path, entry) = try chunkEntry(store, ids[1])
+        writeFile(path, Array(readFile(path).prefix(entry + 100)))
+        guard case .damagedChunk = expectImageError({ () throws(ImageError) in try store.readChunk(ids[1]) }) else {
             return XCTFail("truncated chunk must be damagedChunk")
         }
-        writeFile(path, Array(readFile(path).prefix(10)))
-        guard case .damagedChunk = expectImageError({ () throws(ImageError) in try store.readChunk(ids[0]) }) else {
+        writeFile(path, Array(readFile(path).prefix(entry + 10)))
+        guard case .damagedChunk = expectImageError({ () throws(ImageError) in try store.readChunk(ids[1]) }) else {
             return XCTFail("chunk shorter than its header must be damagedChunk")
         }
+        XCTAssertEqual(expectImageError { () throws(ImageError) in try store.newestIntactCheckpoint() }.map { e in
+            if case .noIntactCheckpoint = e { return true } else { return false } }, true)
     }
 
     func testDamagedManifestFallsBackToOlderCheckpoint() throws {
@@ -217,7 +227,9 @@ final class CheckpointTests: XCTestCase {
         let shared = randomBytes(2000, seed: 1), only2 = randomBytes(2000, seed: 2)
         try commitCheckpoint(store, payload: "first", chunks: [shared])
         let (_, ids) = try commitCheckpoint(store, payload: "second", chunks: [shared, only2])
-        XCTAssertEqual(unlink(chunkFile(store, ids[1])), 0)
+        let (pack2, _) = try chunkEntry(store, ids[1])
+        XCTAssertNotEqual(try chunkEntry(store, ids[0]).path, pack2, "the shared chunk is not written again")
+        XCTAssertEqual(unlink(pack2), 0)
         let newest = try store.newestIntactCheckpoint()
         XCTAssertEqual(newest.number, 1)
         XCTAssertEqual(newest.payload, Array("first".utf8))
@@ -225,7 +237,7 @@ final class CheckpointTests: XCTestCase {
         XCTAssertTrue(newest.skipped[0].contains("checkpoint 2"))
         XCTAssertTrue(newest.skipped[0].contains(ids[1].hex))
         XCTAssertEqual(expectImageError { () throws(ImageError) in try store.readChunk(ids[1]) },
-                       .missingChunk(id: ids[1], path: chunkFile(store, ids[1])))
+                       .missingChunk(id: ids[1], path: pack2))
         XCTAssertEqual(store.verify(2).count, 1)
         // The manifest itself is fine: loading it by number still works.
         XCTAssertEqual(try store.loadManifest(2), Array("second".utf8))
@@ -269,7 +281,7 @@ final class CheckpointTests: XCTestCase {
             try w.put(randomBytes(1 << 20, seed: 3))
         }) else { return XCTFail("expected an io error") }
         XCTAssertEqual(code, EFBIG)
-        XCTAssertTrue(path.hasPrefix(tmp.image + "/chunks/"))
+        XCTAssertTrue(path.hasPrefix(tmp.image + "/packs/"))
         // The checkpoint lacks a chunk: it must not be committed.
         XCTAssertNotNil(expectImageError { () throws(ImageError) in try w.commit(manifest: []) })
         XCTAssertEqual(store.checkpointNumbers(), [1])

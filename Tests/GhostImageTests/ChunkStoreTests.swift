@@ -52,12 +52,17 @@ final class ChunkStoreTests: XCTestCase {
             XCTAssertEqual(Array(scratch[0..<n]), bytes, name)
         }
         // Zeros are stored compressed, random data raw (never larger than the input + header).
-        let zeros = readFile(chunkFile(store, ids[1]))
-        XCTAssertEqual(zeros[5], 1, "zeros must be stored compressed")
-        XCTAssertLessThan(zeros.count, 1024)
-        let random = readFile(chunkFile(store, ids[0]))
-        XCTAssertEqual(random[5], 0, "random data must be stored raw")
-        XCTAssertEqual(random.count, 16 + (256 << 10))
+        func entry(_ id: ChunkID) throws -> (flags: UInt8, stored: UInt64) {
+            let (path, offset) = try chunkEntry(reader, id)
+            return (readFile(path)[offset + 5], try reader.location(of: id).stored)
+        }
+        XCTAssertEqual(try entry(ids[1]).flags, 1, "zeros must be stored compressed")
+        XCTAssertLessThan(try entry(ids[1]).stored, 1024)
+        XCTAssertEqual(try entry(ids[0]).flags, 0, "random data must be stored raw")
+        XCTAssertEqual(try entry(ids[0]).stored, 256 << 10)
+        XCTAssertEqual(try entry(ids[4]).flags, 1, "half zero: the sample is not random-looking, so it is compressed")
+        XCTAssertLessThan(try entry(ids[4]).stored, 5 << 20)
+        XCTAssertEqual(try entry(ids[5]).stored, 8 << 20)
         XCTAssertEqual(reader.verify(1), [])
     }
 
@@ -67,13 +72,17 @@ final class ChunkStoreTests: XCTestCase {
         let store = try ImageStore(path: tmp.image, create: true)
         let bytes = Array(String(repeating: "ghost checkpoint ", count: 5000).utf8)
         let (_, ids) = try commitCheckpoint(store, payload: "x", chunks: [bytes])
-        let file = readFile(chunkFile(store, ids[0]))
+        let (path, entry) = try chunkEntry(store, ids[0])
+        let file = Array(readFile(path)[entry...])
         XCTAssertEqual(Array(file[0..<4]), Array("GHCK".utf8))
         XCTAssertEqual(file[4], 1)
         XCTAssertEqual(file[5], 1)
         XCTAssertEqual(file[8..<16].withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) },
                        UInt64(bytes.count))
-        writeFile(tmp.path + "/frame.zst", Array(file[16...]))
+        let stored = file[16..<24].withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        XCTAssertEqual(file.count, 40 + stored, "the only entry fills the pack")
+        XCTAssertEqual(Array(file[24..<40]), ids[0].hex.hexBytes)
+        writeFile(tmp.path + "/frame.zst", Array(file[40...]))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/zstd")
         p.arguments = ["-q", "-d", "-f", tmp.path + "/frame.zst", "-o", tmp.path + "/frame"]
@@ -94,7 +103,7 @@ final class ChunkStoreTests: XCTestCase {
             _ = try w.put(b)
             _ = try w.put(a)  // same bytes again in the same checkpoint
             XCTAssertEqual(w.stats, WriteStats(chunksWritten: 2, chunksReused: 1, rawBytes: 3 * (256 << 10),
-                                               storedBytes: 2 * (16 + (256 << 10))))
+                                               storedBytes: 2 * (40 + (256 << 10))))
             XCTAssertEqual(try w.commit(manifest: []), 1)
         }
         // A later checkpoint, from a new store as after a restart: a is not written again.
@@ -105,7 +114,7 @@ final class ChunkStoreTests: XCTestCase {
         let idC = try w.put(c)
         XCTAssertEqual(w.stats.chunksWritten, 1)
         XCTAssertEqual(w.stats.chunksReused, 1)
-        XCTAssertEqual(w.stats.storedBytes, 16 + (256 << 10))
+        XCTAssertEqual(w.stats.storedBytes, 40 + (256 << 10))
         XCTAssertEqual(try w.commit(manifest: []), 2)
         XCTAssertEqual(chunkFiles(store).count, 3)
         XCTAssertEqual(try store.readChunk(idA), a)

@@ -75,6 +75,15 @@ final class CrashTests: XCTestCase {
         // The survivor cleans up after the dead and carries on.
         try store.prune(keep: 2)
         XCTAssertEqual(tempFiles(under: tmp.image), [])
+        // Packs of killed writers (and packs compacted away) are gone: every
+        // pack left is used by a remaining checkpoint, and is mostly live.
+        var used: Set<String> = []
+        for n in store.checkpointNumbers() {
+            for l in try store.readCheckpoint(n, wantPayload: false).locations where !l.isLoose {
+                used.insert((ImageLayout.packPath(l.pack) as NSString).lastPathComponent)
+            }
+        }
+        XCTAssertEqual(packFiles(store), used)
         let next = (store.checkpointNumbers().last ?? 0) + 1
         XCTAssertEqual(try commitCheckpoint(store, payload: "checkpoint \(next)\n", chunks: [[1, 2]]).0, next)
         XCTAssertEqual(store.verify(next), [])

@@ -8,7 +8,7 @@ final class PruneTests: XCTestCase {
     func testPruneKeepsNewestAndCollectsOnlyUnreferencedChunks() throws {
         let tmp = TempDir()
         let store = try ImageStore(path: tmp.image, create: true)
-        let shared = randomBytes(9000, seed: 100)
+        let shared = randomBytes(2000, seed: 100)
         var unique: [ChunkID] = []
         var sharedID: ChunkID?
         for i in 1...5 {
@@ -18,9 +18,15 @@ final class PruneTests: XCTestCase {
             unique.append(ids[1])
         }
         XCTAssertEqual(chunkFiles(store).count, 6)
+        XCTAssertEqual(packFiles(store), Set((1...5).map { String(format: "%012d.pack", $0) }))
         try store.prune(keep: 2)
         XCTAssertEqual(store.checkpointNumbers(), [4, 5])
+        // Packs 2 and 3 are dead: deleted. Pack 1 holds the shared chunk and the
+        // dead chunk of checkpoint 1, mostly dead: compacted into pack 6, and
+        // checkpoints 4 and 5 rewritten to find the shared chunk there.
         XCTAssertEqual(chunkFiles(store), Set([sharedID!.hex, unique[3].hex, unique[4].hex]))
+        XCTAssertEqual(packFiles(store), Set([4, 5, 6].map { String(format: "%012d.pack", $0) }))
+        XCTAssertEqual(try ImageStore(path: tmp.image, create: false).readChunk(sharedID!), shared)
         XCTAssertEqual(store.verify(4), [])
         XCTAssertEqual(store.verify(5), [])
         XCTAssertEqual(try store.loadManifest(4), Array("c4".utf8))
@@ -48,7 +54,8 @@ final class PruneTests: XCTestCase {
         XCTAssertEqual(store.checkpointNumbers(), [2, 3])
         XCTAssertEqual(try store.newestIntactCheckpoint().number, 2)
         XCTAssertEqual(store.verify(2), [])
-        XCTAssertFalse(fileExists(chunkFile(store, ids[0])))
+        XCTAssertFalse(chunkFiles(store).contains(ids[0].hex))
+        XCTAssertTrue(chunkFiles(store).contains(ids[1].hex))
     }
 
     func testPruneWhileAWriterIsActiveKeepsItsChunks() throws {
@@ -60,7 +67,7 @@ final class PruneTests: XCTestCase {
         let pending = try w.put(randomBytes(500, seed: 3))
         try store.prune(keep: 1)
         XCTAssertEqual(store.checkpointNumbers(), [2])
-        XCTAssertTrue(fileExists(chunkFile(store, pending)), "an uncommitted chunk of a live writer must survive")
+        XCTAssertTrue(chunkFiles(store).contains(pending.hex), "an uncommitted chunk of a live writer must survive")
         XCTAssertEqual(try w.commit(manifest: []), 3)
         XCTAssertEqual(store.verify(3), [])
         try store.prune(keep: 1)

@@ -28,7 +28,7 @@ final class StoreOpeningTests: XCTestCase {
                 files += 1
             }
         }
-        XCTAssertEqual(files, 1 + 1 + 1 + 2)  // marker, lock, checkpoint, two chunks
+        XCTAssertEqual(files, 1 + 1 + 1 + 1)  // marker, lock, checkpoint, one pack holding both chunks
         XCTAssertGreaterThanOrEqual(dirs, 3)
         XCTAssertEqual(String(decoding: readFile(path + "/GHOST-IMAGE").prefix(21), as: UTF8.self),
                        "ghost-image-format 1\n")

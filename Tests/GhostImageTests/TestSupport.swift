@@ -83,8 +83,12 @@ func readFile(_ path: String) -> [UInt8] {
     [UInt8](FileManager.default.contents(atPath: path) ?? Data())
 }
 
+/// Replaces a file's content in place (same inode: open descriptors see it, as with real damage).
 func writeFile(_ path: String, _ bytes: [UInt8]) {
-    precondition(FileManager.default.createFile(atPath: path, contents: Data(bytes)), "write \(path)")
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    precondition(fd >= 0, "open \(path)")
+    let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    precondition(n == bytes.count && close(fd) == 0, "write \(path)")
 }
 
 /// XORs one byte of a file in place.
@@ -100,11 +104,39 @@ func tempFiles(under root: String) -> [String] {
     return e.compactMap { $0 as? String }.filter { ($0 as NSString).lastPathComponent.hasPrefix(".tmp-") }
 }
 
-/// Files in chunks/ (not temp files).
+/// Ids of every chunk on disk: loose files in chunks/ (not temp files) and
+/// every entry of every pack, found by walking the packs' entry headers.
 func chunkFiles(_ store: ImageStore) -> Set<String> {
-    guard let e = FileManager.default.enumerator(atPath: store.path + "/chunks") else { return [] }
-    return Set(e.compactMap { $0 as? String }.map { ($0 as NSString).lastPathComponent }
-        .filter { $0.count == 32 })
+    var out: Set<String> = []
+    if let e = FileManager.default.enumerator(atPath: store.path + "/chunks") {
+        out = Set(e.compactMap { $0 as? String }.map { ($0 as NSString).lastPathComponent }.filter { $0.count == 32 })
+    }
+    for pack in packFiles(store) {
+        let bytes = readFile(store.path + "/packs/" + pack)
+        var offset = 0
+        while offset + Int(PackEntryHeader.size) <= bytes.count {
+            let (stored, id) = bytes.withUnsafeBytes { raw in
+                (Int(PackEntryHeader.stored(raw.baseAddress! + offset)),
+                 XXH128Digest(canonical: raw.baseAddress! + offset + PackEntryHeader.idOffset).hex)
+            }
+            out.insert(id)
+            offset += Int(PackEntryHeader.size) + stored
+        }
+    }
+    return out
+}
+
+/// Names of the pack files.
+func packFiles(_ store: ImageStore) -> Set<String> {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: store.path + "/packs")) ?? []
+    return Set(names.filter { $0.hasSuffix(".pack") })
+}
+
+/// The pack file holding a chunk and the offset of its entry.
+func chunkEntry(_ store: ImageStore, _ id: ChunkID) throws -> (path: String, offset: Int) {
+    let l = try store.location(of: id)
+    precondition(!l.isLoose, "chunk \(id) is not in a pack")
+    return (store.path + "/" + ImageLayout.packPath(l.pack), Int(l.offset))
 }
 
 /// Commits one checkpoint holding `chunks`, with `payload` as manifest.
@@ -114,4 +146,18 @@ func commitCheckpoint(_ store: ImageStore, payload: String, chunks: [[UInt8]]) t
     let ids = try chunks.map { try writer.put($0) }
     let n = try writer.commit(manifest: Array(payload.utf8))
     return (n, ids)
+}
+
+extension String {
+    /// "0aff" -> [0x0a, 0xff]
+    var hexBytes: [UInt8] {
+        var out: [UInt8] = []
+        var i = startIndex
+        while i < endIndex {
+            let j = index(i, offsetBy: 2)
+            out.append(UInt8(self[i..<j], radix: 16)!)
+            i = j
+        }
+        return out
+    }
 }

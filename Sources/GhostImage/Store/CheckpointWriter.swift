@@ -11,35 +11,37 @@ public final class CheckpointWriter: @unchecked Sendable {
     public let number: Int
     let store: ImageStore
     let level: Int32
-    /// Chunks referenced by committed checkpoints: durable, so reusable as they are.
-    let committed: Set<ChunkID>
+    /// Chunks referenced by committed checkpoints, and where: durable, so reusable as they are.
+    let committed: [ChunkID: ChunkLocation]
     let serial: Int
     /// Start of every temp file name of this writer (".tmp-PID-SERIAL-").
     let tempTag: String
+    let packs: PackWriter
     private let state = Mutex(State())
 
-    private enum Entry { case inFlight, stored }
+    private enum Entry: Equatable { case inFlight, stored(ChunkLocation) }
 
     private struct State {
         /// Every chunk this checkpoint references.
         var entries: [ChunkID: Entry] = [:]
         var stats = WriteStats()
-        /// Chunk files this writer wrote, to fsync one by one if syncfs fails.
-        var written: [ChunkID] = []
         var tempFiles: Set<String> = []
+        /// Sizes of existing packs (nil: missing), looked up once per writer.
+        var packSizes: [UInt64: UInt64?] = [:]
         /// First failed put(): the checkpoint lacks that chunk, so it must not be committed.
         var failure: ImageError?
         var committing = false
         var finished = false
     }
 
-    init(store: ImageStore, number: Int, level: Int32, committed: Set<ChunkID>, serial: Int) {
+    init(store: ImageStore, number: Int, level: Int32, committed: [ChunkID: ChunkLocation], serial: Int) {
         self.store = store
         self.number = number
         self.level = level
         self.committed = committed
         self.serial = serial
         self.tempTag = "\(ImageLayout.tempPrefix)\(getpid())-\(serial)-"
+        self.packs = PackWriter(store: store)
     }
 
     deinit { abort() }
@@ -54,7 +56,8 @@ public final class CheckpointWriter: @unchecked Sendable {
         guard count <= ImageStore.maxChunkSize else {
             throw .chunkTooLarge(size: count, limit: ImageStore.maxChunkSize)
         }
-        let id = ChunkID(digest: .of(bytes.baseAddress, count: count))
+        let digest = XXH128Digest.of(bytes.baseAddress, count: count)
+        let id = ChunkID(digest: digest)
         let action = try state.withLock { (s: inout State) throws(ImageError) -> PutAction in
             if s.finished || s.committing {
                 throw .misuse("put() on checkpoint \(number) after commit() or abort()")
@@ -65,14 +68,15 @@ public final class CheckpointWriter: @unchecked Sendable {
                 return .nothing
             }
             s.entries[id] = .inFlight  // claimed: a concurrent put of the same bytes writes nothing
-            return committed.contains(id) ? .reuseIfPresent : .write
+            if let old = committed[id] { return .reuseIfPresent(old) }
+            return .write
         }
         switch action {
         case .nothing:
             return id
-        case .reuseIfPresent where store.chunkLooksPresent(id):
+        case .reuseIfPresent(let old) where looksPresent(id, old):
             state.withLock { s in
-                s.entries[id] = .stored
+                s.entries[id] = .stored(old)
                 s.stats.chunksReused += 1
             }
             return id
@@ -80,12 +84,11 @@ public final class CheckpointWriter: @unchecked Sendable {
             break
         }
         do {
-            let stored = try writeChunk(id, bytes)
+            let location = try writeChunk(digest, bytes)
             state.withLock { s in
-                s.entries[id] = .stored
+                s.entries[id] = .stored(location)
                 s.stats.chunksWritten += 1
-                s.stats.storedBytes += stored
-                s.written.append(id)
+                s.stats.storedBytes += Int(location.entryBytes)
             }
         } catch {
             state.withLock { s in
@@ -97,24 +100,43 @@ public final class CheckpointWriter: @unchecked Sendable {
         return id
     }
 
-    private enum PutAction { case nothing, reuseIfPresent, write }
+    private enum PutAction { case nothing, reuseIfPresent(ChunkLocation), write }
+
+    /// A committed chunk is reused if its pack (or loose file) is still there and long enough.
+    private func looksPresent(_ id: ChunkID, _ l: ChunkLocation) -> Bool {
+        if l.isLoose { return store.chunkLooksPresent(id) }
+        let cached = state.withLock { $0.packSizes[l.pack] }
+        let size: UInt64?
+        if let cached {
+            size = cached
+        } else {
+            size = StoreIO.statAt(store.dirFD, ImageLayout.packPath(l.pack), follow: false).map { UInt64($0.st_size) }
+            state.withLock { $0.packSizes[l.pack] = .some(size) }
+        }
+        return size.map { l.offset + l.entryBytes <= $0 } ?? false
+    }
 
     /// Makes every chunk durable, then publishes the checkpoint file by rename.
     /// Returns the checkpoint number. On failure nothing is published and the
     /// writer may commit again (say, after space was freed) or abort.
     public func commit(manifest: [UInt8]) throws(ImageError) -> Int {
-        let (ids, written) = try state.withLock { (s: inout State) throws(ImageError) -> ([ChunkID], [ChunkID]) in
+        let entries = try state.withLock { (s: inout State) throws(ImageError) -> [(ChunkID, ChunkLocation)] in
             if s.finished { throw .misuse("commit() of checkpoint \(number) after commit() or abort()") }
             if s.committing { throw .misuse("commit() of checkpoint \(number) called twice at once") }
             if let failure = s.failure { throw failure }
-            if s.entries.values.contains(where: { $0 == .inFlight }) {
-                throw .misuse("commit() of checkpoint \(number) while put() calls are still running")
+            var out: [(ChunkID, ChunkLocation)] = []
+            out.reserveCapacity(s.entries.count)
+            for (id, e) in s.entries {
+                guard case .stored(let l) = e else {
+                    throw .misuse("commit() of checkpoint \(number) while put() calls are still running")
+                }
+                out.append((id, l))
             }
             s.committing = true
-            return (s.entries.keys.sorted(), s.written)
+            return out.sorted { $0.0 < $1.0 }
         }
         do {
-            try publish(manifest: manifest, chunks: ids, written: written)
+            try publish(manifest: manifest, entries: entries)
         } catch {
             state.withLock { $0.committing = false }
             throw error
@@ -123,12 +145,14 @@ public final class CheckpointWriter: @unchecked Sendable {
             s.committing = false
             s.finished = true
         }
+        packs.close(delete: false)
+        store.remember(entries)
         store.writerFinished(serial: serial)
         return number
     }
 
-    /// Gives up: removes this writer's temp files. Chunks already stored stay
-    /// until prune() finds nothing referencing them. Idempotent.
+    /// Gives up: removes this writer's temp files and packs (nothing committed
+    /// references them). Idempotent.
     public func abort() {
         let temps = state.withLock { s -> [String]? in
             if s.finished { return nil }
@@ -138,56 +162,60 @@ public final class CheckpointWriter: @unchecked Sendable {
         }
         guard let temps else { return }
         for temp in temps { unlinkat(store.dirFD, temp, 0) }
+        packs.close(delete: true)
         store.writerFinished(serial: serial)
     }
 
     // MARK: - Internals
 
-    /// Compresses into a pooled buffer (header in front, so one write() suffices),
-    /// writes a temp file and renames it into place. Returns the bytes written.
-    private func writeChunk(_ id: ChunkID, _ bytes: UnsafeRawBufferPointer) throws(ImageError) -> Int {
-        let final = ImageLayout.chunkPath(id)
-        let fanout = ImageLayout.chunks + "/" + ImageLayout.fanout(id)
-        let temp = fanout + "/" + tempTag + id.hex
-        return try store.zstd.withCompressor { (z) throws(ImageError) -> Int in
-            let count = bytes.count
-            let bound = ZSTD_compressBound(count)
-            z.reserve(ChunkFileHeader.size + bound)
-            let size = ZSTD_compressCCtx(z.cctx, z.buffer + ChunkFileHeader.size, bound,
-                                         bytes.baseAddress, count, level)
-            // Incompressible data (or a zstd failure) is stored raw: never larger than the input.
-            let compressed = !ZstdScratch.isError(size) && size < count
-            ChunkFileHeader(compressed: compressed, length: count).store(to: z.buffer)
+    /// Chunks of at least this size are first tried on a sample: random-looking
+    /// data is stored raw without spending a full zstd pass on it.
+    static let sampleFrom = 64 << 10
+    static let sampleSlices = 4, sliceBytes = 4096
 
-            let fd = try createTemp(temp, inDirectory: fanout)
-            var e: Int32
-            if compressed {
-                e = StoreIO.writeAll(fd, z.buffer, ChunkFileHeader.size + size)
-            } else {
-                e = StoreIO.writeAll(fd, z.buffer, ChunkFileHeader.size)
-                if e == 0 { e = StoreIO.writeAll(fd, bytes.baseAddress, count) }
+    /// Compresses into a pooled buffer behind a pack entry header and appends
+    /// the entry to a pack. Stored raw when zstd cannot make it smaller.
+    private func writeChunk(_ digest: XXH128Digest, _ bytes: UnsafeRawBufferPointer) throws(ImageError) -> ChunkLocation {
+        try store.zstd.withCompressor { (z) throws(ImageError) -> ChunkLocation in
+            let count = bytes.count
+            let hdr = Int(PackEntryHeader.size)
+            let bound = ZSTD_compressBound(count)
+            let sampleBytes = Self.sampleSlices * Self.sliceBytes
+            z.reserve(hdr + bound + sampleBytes)
+            var size = 0
+            if !(count >= Self.sampleFrom && sampleIsIncompressible(bytes, z, at: hdr, sample: hdr + bound)) {
+                size = ZSTD_compressCCtx(z.cctx, z.buffer + hdr, bound, bytes.baseAddress, count, level)
             }
-            let closeError = StoreIO.closeChecked(fd)
-            if e == 0 { e = closeError }
-            // Replacing an existing file is fine: same name, same content (an
-            // unreferenced leftover of a crashed writer, possibly never synced).
-            if e == 0 && renameat(store.dirFD, temp, store.dirFD, final) != 0 { e = errno }
-            if e != 0 {
-                removeTemp(temp)
-                throw store.io("write memory chunk", final, e)
-            }
-            forgetTemp(temp)
-            return ChunkFileHeader.size + (compressed ? size : count)
+            // Incompressible data (or a zstd failure) is stored raw: never larger than the input.
+            let compressed = size > 0 && !ZstdScratch.isError(size) && size < count
+            let data: (UnsafeRawPointer, Int) = compressed ? (UnsafeRawPointer(z.buffer + hdr), size)
+                : (bytes.baseAddress ?? UnsafeRawPointer(z.buffer), count)
+            PackEntryHeader.store(ChunkFileHeader(compressed: compressed, length: count), stored: data.1, id: digest,
+                                  to: z.buffer)
+            return try packs.append(header: z.buffer, parts: [data], stored: data.1, length: count)
         }
     }
 
-    private func publish(manifest: [UInt8], chunks: [ChunkID], written: [ChunkID]) throws(ImageError) {
-        try store.checkWritable()
-        let bytes = try CheckpointFileCodec.encode(number: number, payload: manifest, chunks: chunks)
+    /// Compresses a few slices spread over the chunk; true when they do not
+    /// shrink by even 1/32 (random or already compressed data).
+    private func sampleIsIncompressible(_ bytes: UnsafeRawBufferPointer, _ z: ZstdScratch, at out: Int,
+                                        sample: Int) -> Bool {
+        let step = bytes.count / Self.sampleSlices
+        for k in 0..<Self.sampleSlices {
+            (z.buffer + sample + k * Self.sliceBytes).copyMemory(from: bytes.baseAddress! + k * step,
+                                                                 byteCount: Self.sliceBytes)
+        }
+        let n = Self.sampleSlices * Self.sliceBytes
+        let r = ZSTD_compressCCtx(z.cctx, z.buffer + out, ZSTD_compressBound(n), z.buffer + sample, n, level)
+        return ZstdScratch.isError(r) || r >= n - n / 32
+    }
 
-        // 1. Chunk data and names durable. One syncfs() flushes them all; where
-        //    it fails (some network file systems), fsync each new file.
-        if StoreIO.syncFileSystem(store.dirFD) != 0 { try syncEach(written) }
+    private func publish(manifest: [UInt8], entries: [(ChunkID, ChunkLocation)]) throws(ImageError) {
+        try store.checkWritable()
+        let bytes = try CheckpointFileCodec.encode(number: number, payload: manifest, entries: entries)
+
+        // 1. Pack data and names durable (each pack fsynced, then packs/).
+        try packs.sync()
 
         // 2. The checkpoint file, complete and durable under a temp name.
         let final = ImageLayout.checkpointPath(number)
@@ -213,23 +241,6 @@ public final class CheckpointWriter: @unchecked Sendable {
         // 4. Make the new name durable. The checkpoint is already visible and its
         //    data synced, so a failure here is not reported as a failed commit.
         store.syncDirectory(ImageLayout.checkpoints)
-    }
-
-    private func syncEach(_ written: [ChunkID]) throws(ImageError) {
-        var dirs: Set<String> = [ImageLayout.chunks]
-        for id in written {
-            let rel = ImageLayout.chunkPath(id)
-            let fd = StoreIO.openAt(store.dirFD, rel, O_RDONLY)
-            if fd < 0 { throw store.io("open", rel) }
-            let e = StoreIO.fsyncRetry(fd)
-            close(fd)
-            if e != 0 { throw store.io("fsync", rel, e) }
-            dirs.insert(ImageLayout.chunks + "/" + ImageLayout.fanout(id))
-        }
-        for dir in dirs.sorted(by: >) {  // fan-out directories before chunks/
-            let e = store.syncDirectory(dir)
-            if e != 0 { throw store.io("fsync directory", dir, e) }
-        }
     }
 
     /// Creates a temp file (0600), making the directory first if it is missing.

@@ -5,6 +5,8 @@ enum ImageLayout {
     static let lock = "lock"
     static let chunks = "chunks"
     static let checkpoints = "checkpoints"
+    static let packs = "packs"
+    static let packSuffix = ".pack"
     /// Every temporary file starts with this, in the directory of its final name,
     /// so that rename() is atomic and prune can collect leftovers.
     static let tempPrefix = ".tmp-"
@@ -32,6 +34,21 @@ enum ImageLayout {
 
     static func fanout(_ id: ChunkID) -> String {
         String(id.hex.prefix(2))
+    }
+
+    /// "packs/000000000007.pack" — twelve digits so names sort like numbers.
+    static func packPath(_ number: UInt64) -> String {
+        let digits = String(number)
+        return "\(packs)/" + String(repeating: "0", count: max(0, 12 - digits.count)) + digits + packSuffix
+    }
+
+    /// The number a pack file name stands for; nil for anything else.
+    static func packNumber(fileName name: String) -> UInt64? {
+        guard name.hasSuffix(packSuffix) else { return nil }
+        let digits = name.dropLast(packSuffix.count)
+        guard digits.count >= 12, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+              let n = UInt64(digits), n > 0 else { return nil }
+        return n
     }
 
     /// "checkpoints/000042.ckpt" — at least six digits so names sort like numbers.

@@ -33,10 +33,13 @@ extension ImageStore {
         try removeTempFiles(in: ImageLayout.checkpoints)
 
         var live: Set<ChunkID> = []
+        var livePacked: [UInt64: Set<ChunkLocation>] = [:]
         var liveSetComplete = true
         for n in checkpointNumbers() {
             do {
-                live.formUnion(try readCheckpoint(n, wantPayload: false).chunks)
+                let c = try readCheckpoint(n, wantPayload: false)
+                live.formUnion(c.chunks)
+                for l in c.locations where !l.isLoose { livePacked[l.pack, default: []].insert(l) }
             } catch .damagedManifest {
                 continue  // unusable anyway, and what it referenced cannot be known
             } catch .noSuchCheckpoint {
@@ -57,12 +60,105 @@ extension ImageStore {
                 }
             }
         }
+        guard liveSetComplete else { return }
+        try collectPacks(live: livePacked)
     }
 
-    /// Checkpoint file verifies and all its chunk files exist (what resume needs to start).
+    /// Checkpoint file verifies and all its chunks exist (what resume needs to start).
     func isIntact(_ n: Int) -> Bool {
         guard let c = try? readCheckpoint(n, wantPayload: false) else { return false }
-        return missingChunksProblem(c.chunks) == nil
+        return missingChunksProblem(c.chunks, c.locations) == nil
+    }
+
+    /// Deletes packs no checkpoint references, and compacts packs that are
+    /// mostly dead (less than half of their bytes referenced): their live
+    /// entries are copied to a new pack, made durable, then every checkpoint
+    /// file using them is rewritten (temp, fsync, rename over) to point there,
+    /// and only then are the old packs deleted. A crash in between leaves
+    /// checkpoints pointing at old or new packs, both present.
+    func collectPacks(live: [UInt64: Set<ChunkLocation>]) throws(ImageError) {
+        let onDisk = packNumbers()
+        var dead: Set<UInt64> = []
+        var sparse: [UInt64] = []
+        for n in onDisk {
+            guard let entries = live[n] else {
+                dead.insert(n)
+                continue
+            }
+            let used = entries.reduce(UInt64(0)) { $0 + $1.entryBytes }
+            let size = StoreIO.statAt(dirFD, ImageLayout.packPath(n), follow: false).map { UInt64($0.st_size) } ?? 0
+            if used * 2 < size { sparse.append(n) }
+        }
+        if !sparse.isEmpty {
+            try compact(sparse, live: live)
+            dead.formUnion(sparse)
+        }
+        guard !dead.isEmpty else { return }
+        forgetPacks(dead)
+        for n in dead.sorted() { try unlinkIfPresent(ImageLayout.packPath(n)) }
+        syncDirectory(ImageLayout.packs)
+    }
+
+    private func compact(_ packs: [UInt64], live: [UInt64: Set<ChunkLocation>]) throws(ImageError) {
+        let writer = PackWriter(store: self)
+        var moved: [ChunkLocation: ChunkLocation] = [:]
+        var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        do {
+            for n in packs {
+                let rel = ImageLayout.packPath(n)
+                let fd = StoreIO.openAt(dirFD, rel, O_RDONLY | O_NOFOLLOW)
+                if fd < 0 { throw io("open", rel) }
+                defer { StoreIO.closeQuietly(fd) }
+                for l in (live[n] ?? []).sorted(by: { $0.offset < $1.offset }) {
+                    let size = Int(l.entryBytes)
+                    if size > buffer.count {
+                        buffer.deallocate()
+                        buffer = .allocate(byteCount: size, alignment: 64)
+                    }
+                    let (got, e) = StoreIO.preadAll(fd, buffer.baseAddress!, size, at: Int(l.offset))
+                    if e != 0 { throw io("read", rel, e) }
+                    if got != size { throw io("read", rel, EIO) }
+                    let hdr = Int(PackEntryHeader.size)
+                    moved[l] = try writer.append(header: buffer.baseAddress!,
+                                                 parts: [(UnsafeRawPointer(buffer.baseAddress! + hdr), size - hdr)],
+                                                 stored: Int(l.stored), length: Int(l.length))
+                }
+            }
+            try writer.sync()
+        } catch let e as ImageError {
+            writer.close(delete: true)
+            throw e
+        } catch {
+            writer.close(delete: true)
+            throw .misuse("compaction: \(error)")
+        }
+        writer.close(delete: false)
+        // From here on the new pack may be referenced: never delete it on failure.
+        var rewrote = false
+        for n in checkpointNumbers() {
+            guard let c = try? readCheckpoint(n, wantPayload: true),
+                  c.locations.contains(where: { moved[$0] != nil }) else { continue }
+            let entries = zip(c.chunks, c.locations).map { ($0, moved[$1] ?? $1) }
+            let bytes = try CheckpointFileCodec.encode(number: n, payload: c.payload, entries: entries)
+            let final = ImageLayout.checkpointPath(n)
+            let temp = ImageLayout.checkpoints + "/" + ImageLayout.tempPrefix + "\(getpid())-compact-"
+                + ImageLayout.checkpointName(n)
+            let fd = StoreIO.openAt(dirFD, temp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600)
+            if fd < 0 { throw io("create", temp) }
+            var e = bytes.withUnsafeBytes { StoreIO.writeAll(fd, $0.baseAddress, $0.count) }
+            if e == 0 { e = StoreIO.fsyncRetry(fd) }
+            let ce = StoreIO.closeChecked(fd)
+            if e == 0 { e = ce }
+            if e == 0 && renameat(dirFD, temp, dirFD, final) != 0 { e = errno }
+            if e != 0 {
+                unlinkat(dirFD, temp, 0)
+                throw io("rewrite checkpoint file", final, e)
+            }
+            remember(entries)
+            rewrote = true
+        }
+        if rewrote { syncDirectory(ImageLayout.checkpoints) }
     }
 
     private func removeTempFiles(in dir: String) throws(ImageError) {
@@ -72,7 +168,7 @@ extension ImageStore {
         }
     }
 
-    private func unlinkIfPresent(_ rel: String) throws(ImageError) {
+    func unlinkIfPresent(_ rel: String) throws(ImageError) {
         if unlinkat(dirFD, rel, 0) != 0 && errno != ENOENT { throw io("delete", rel) }
     }
 

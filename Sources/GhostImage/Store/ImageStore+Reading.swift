@@ -29,7 +29,7 @@ extension ImageStore {
                 skipped.append("checkpoint \(n) skipped: \(error)")
                 continue
             }
-            if let problem = missingChunksProblem(c.chunks) {
+            if let problem = missingChunksProblem(c.chunks, c.locations) {
                 skipped.append("checkpoint \(n) skipped: \(problem)")
                 continue
             }
@@ -40,12 +40,12 @@ extension ImageStore {
 
     /// Reads, decompresses and verifies one chunk.
     public func readChunk(_ id: ChunkID) throws(ImageError) -> [UInt8] {
-        let chunk = try openChunk(id)
-        defer { StoreIO.closeQuietly(chunk.fd) }
+        let l = try location(of: id)
+        if l.isLoose { return try readLooseChunk(id) }
         var failure: ImageError?
-        let bytes = [UInt8](unsafeUninitializedCapacity: chunk.header.length) { buf, count in
+        let bytes = [UInt8](unsafeUninitializedCapacity: Int(l.length)) { buf, count in
             do throws(ImageError) {
-                count = try decodeChunk(chunk, id: id, into: UnsafeMutableRawPointer(buf.baseAddress))
+                count = try decodePacked(id, l, into: UnsafeMutableRawPointer(buf.baseAddress))
             } catch {
                 failure = error
                 count = 0
@@ -57,16 +57,24 @@ extension ImageStore {
 
     /// Reads, decompresses and verifies one chunk into `buffer`; returns its length.
     public func readChunk(_ id: ChunkID, into buffer: UnsafeMutableRawBufferPointer) throws(ImageError) -> Int {
-        let chunk = try openChunk(id)
-        defer { StoreIO.closeQuietly(chunk.fd) }
-        guard chunk.header.length <= buffer.count else {
-            throw .bufferTooSmall(id: id, needed: chunk.header.length, available: buffer.count)
+        let l = try location(of: id)
+        if l.isLoose {
+            let chunk = try openChunk(id)
+            defer { StoreIO.closeQuietly(chunk.fd) }
+            guard chunk.header.length <= buffer.count else {
+                throw .bufferTooSmall(id: id, needed: chunk.header.length, available: buffer.count)
+            }
+            return try decodeChunk(chunk, id: id, into: buffer.baseAddress)
         }
-        return try decodeChunk(chunk, id: id, into: buffer.baseAddress)
+        guard Int(l.length) <= buffer.count else {
+            throw .bufferTooSmall(id: id, needed: Int(l.length), available: buffer.count)
+        }
+        return try decodePacked(id, l, into: buffer.baseAddress)
     }
 
     /// Checks checkpoint `n` completely: its file, and that every chunk it uses
-    /// decompresses to bytes with the right hash. One line per problem; empty = fine.
+    /// decompresses to bytes with the right hash (in packs: at the recorded
+    /// place, under an entry header naming the chunk). One line per problem; empty = fine.
     public func verify(_ n: Int) -> [String] {
         let c: CheckpointFileCodec.Decoded
         do {
@@ -77,20 +85,34 @@ extension ImageStore {
         var problems: [String] = []
         var scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { scratch.deallocate() }
-        for id in c.chunks {
+        for (id, l) in zip(c.chunks, c.locations) {
             do {
-                let chunk = try openChunk(id)
-                defer { StoreIO.closeQuietly(chunk.fd) }
-                if chunk.header.length > scratch.count {
-                    scratch.deallocate()
-                    scratch = .allocate(byteCount: chunk.header.length, alignment: 64)
+                if l.isLoose {
+                    let chunk = try openChunk(id)
+                    defer { StoreIO.closeQuietly(chunk.fd) }
+                    if chunk.header.length > scratch.count {
+                        scratch.deallocate()
+                        scratch = .allocate(byteCount: chunk.header.length, alignment: 64)
+                    }
+                    _ = try decodeChunk(chunk, id: id, into: scratch.baseAddress)
+                } else {
+                    if Int(l.length) > scratch.count {
+                        scratch.deallocate()
+                        scratch = .allocate(byteCount: Int(l.length), alignment: 64)
+                    }
+                    _ = try decodePacked(id, l, into: scratch.baseAddress)
                 }
-                _ = try decodeChunk(chunk, id: id, into: scratch.baseAddress)
             } catch {
                 problems.append(error.description)
             }
         }
         return problems
+    }
+
+    /// Numbers of the pack files on disk, ascending.
+    func packNumbers() -> [UInt64] {
+        let (names, _) = StoreIO.listDirectory(dirFD, ImageLayout.packs)
+        return (names ?? []).compactMap(ImageLayout.packNumber(fileName:)).sorted()
     }
 
     // MARK: - Internals
@@ -117,7 +139,126 @@ extension ImageStore {
             (count, readError) = StoreIO.preadAll(fd, base, size, at: 0)
         }
         if readError != 0 { throw io("read", rel, readError) }
-        return try CheckpointFileCodec.decode(bytes, path: full(rel), expectedNumber: n, wantPayload: wantPayload)
+        let c = try CheckpointFileCodec.decode(bytes, path: full(rel), expectedNumber: n, wantPayload: wantPayload)
+        remember(zip(c.chunks, c.locations))
+        return c
+    }
+
+    /// Records where chunks are (from a checkpoint file read or just committed).
+    func remember<S: Sequence>(_ entries: S) where S.Element == (ChunkID, ChunkLocation) {
+        index.withLock { x in
+            for (id, l) in entries { x.locations[id] = l }
+        }
+    }
+
+    /// Where a chunk is, per the checkpoint files. A chunk no checkpoint file
+    /// names is looked for as a loose file (it then reads as missing if absent).
+    func location(of id: ChunkID) throws(ImageError) -> ChunkLocation {
+        if let l = index.withLock({ $0.locations[id] }) { return l }
+        if !index.withLock({ $0.loadedAll }) {
+            for n in checkpointNumbers() { _ = try? readCheckpoint(n, wantPayload: false) }
+            index.withLock { $0.loadedAll = true }
+            if let l = index.withLock({ $0.locations[id] }) { return l }
+        }
+        return .loose
+    }
+
+    /// A read-only descriptor of pack `n`, opened once and kept.
+    func packFD(_ n: UInt64, for id: ChunkID) throws(ImageError) -> Int32 {
+        if let fd = index.withLock({ $0.packFDs[n] }) { return fd }
+        let rel = ImageLayout.packPath(n)
+        let fd = StoreIO.openAt(dirFD, rel, O_RDONLY | O_NOFOLLOW)
+        if fd < 0 {
+            if errno == ENOENT { throw .missingChunk(id: id, path: full(rel)) }
+            throw io("open", rel)
+        }
+        return index.withLock { x in
+            if let other = x.packFDs[n] {
+                StoreIO.closeQuietly(fd)
+                return other
+            }
+            x.packFDs[n] = fd
+            return fd
+        }
+    }
+
+    /// Closes cached descriptors of packs about to be deleted or replaced.
+    func forgetPacks(_ numbers: Set<UInt64>) {
+        let fds = index.withLock { x -> [Int32] in
+            let out = numbers.compactMap { x.packFDs.removeValue(forKey: $0) }
+            x.locations = x.locations.filter { !numbers.contains($0.value.pack) }
+            x.loadedAll = false
+            return out
+        }
+        for fd in fds { StoreIO.closeQuietly(fd) }
+    }
+
+    /// Reads a pack entry (one pread; raw data goes straight into `dst`),
+    /// checks its header against the location and the id, decompresses, and
+    /// checks the content hash.
+    func decodePacked(_ id: ChunkID, _ l: ChunkLocation, into dst: UnsafeMutableRawPointer?) throws(ImageError) -> Int {
+        let fd = try packFD(l.pack, for: id)
+        let rel = ImageLayout.packPath(l.pack)
+        let n = Int(l.length)
+        let where_ = "\(full(rel)) at offset \(l.offset)"
+        let damaged = { (reason: String) -> ImageError in .damagedChunk(id: id, path: where_, reason: reason) }
+        let hdr = Int(PackEntryHeader.size)
+        var header = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        let raw = l.stored == l.length
+        try withUnsafeMutableBytes(of: &header) { (h) throws(ImageError) in
+            if raw {
+                var iov = [iovec(iov_base: h.baseAddress, iov_len: hdr)]
+                if n > 0, let dst { iov.append(iovec(iov_base: dst, iov_len: n)) }
+                let (got, e) = StoreIO.preadvAll(fd, &iov, at: l.offset)
+                if e != 0 { throw io("read", rel, e) }
+                if got != hdr + n { throw damaged("pack is truncated: entry ends past its end") }
+            }
+            try zstd.withDecompressor { (z) throws(ImageError) in
+                if !raw {
+                    z.reserve(hdr + Int(l.stored))
+                    let (got, e) = StoreIO.preadAll(fd, z.buffer, hdr + Int(l.stored), at: Int(l.offset))
+                    if e != 0 { throw io("read", rel, e) }
+                    if got != hdr + Int(l.stored) { throw damaged("pack is truncated: entry ends past its end") }
+                    h.baseAddress!.copyMemory(from: z.buffer, byteCount: hdr)
+                }
+                let parsed: ChunkFileHeader
+                switch ChunkFileHeader.parse(h.baseAddress!) {
+                case .success(let p): parsed = p
+                case .failure(let p): throw damaged("entry header: \(p.reason)")
+                }
+                if parsed.length != n || parsed.compressed == raw || PackEntryHeader.stored(h.baseAddress!) != l.stored {
+                    throw damaged("entry header does not match the checkpoint's record of it")
+                }
+                if XXH128Digest(canonical: h.baseAddress! + PackEntryHeader.idOffset) != id.digest {
+                    throw damaged("entry header names another chunk")
+                }
+                if !raw {
+                    let r = ZSTD_decompressDCtx(z.dctx, dst, n, z.buffer + hdr, Int(l.stored))
+                    if ZstdScratch.isError(r) { throw damaged("data does not decompress (\(ZstdScratch.errorName(r)))") }
+                    if r != n { throw damaged("data decompresses to \(r) bytes, header says \(n)") }
+                }
+            }
+        }
+        let actual = XXH128Digest.of(dst, count: n)
+        if actual != id.digest { throw damaged("its content does not match its name (content hash \(actual.hex))") }
+        return n
+    }
+
+    /// A loose chunk file (images written before packs).
+    func readLooseChunk(_ id: ChunkID) throws(ImageError) -> [UInt8] {
+        let chunk = try openChunk(id)
+        defer { StoreIO.closeQuietly(chunk.fd) }
+        var failure: ImageError?
+        let bytes = [UInt8](unsafeUninitializedCapacity: chunk.header.length) { buf, count in
+            do throws(ImageError) {
+                count = try decodeChunk(chunk, id: id, into: UnsafeMutableRawPointer(buf.baseAddress))
+            } catch {
+                failure = error
+                count = 0
+            }
+        }
+        if let failure { throw failure }
+        return bytes
     }
 
     /// A regular file of at least a header's size under the chunk's name.
@@ -126,12 +267,27 @@ extension ImageStore {
         return st.st_mode & S_IFMT == S_IFREG && Int(st.st_size) >= ChunkFileHeader.size
     }
 
-    /// nil if all chunk files are there, else a line saying which are not.
-    func missingChunksProblem(_ ids: [ChunkID]) -> String? {
-        let missing = ids.filter { !chunkLooksPresent($0) }
+    /// nil if all chunks are there (loose files exist, packs are long enough),
+    /// else a line saying which are not.
+    func missingChunksProblem(_ ids: [ChunkID], _ locations: [ChunkLocation]) -> String? {
+        var packSizes: [UInt64: UInt64] = [:]
+        var missing: [String] = []
+        for (id, l) in zip(ids, locations) {
+            if l.isLoose {
+                if !chunkLooksPresent(id) { missing.append(full(ImageLayout.chunkPath(id))) }  // the path names the id
+                continue
+            }
+            if packSizes[l.pack] == nil {
+                packSizes[l.pack] = StoreIO.statAt(dirFD, ImageLayout.packPath(l.pack), follow: false)
+                    .map { UInt64($0.st_size) } ?? 0
+            }
+            if l.offset + l.entryBytes > packSizes[l.pack]! {
+                missing.append("chunk \(id) in \(full(ImageLayout.packPath(l.pack))) at offset \(l.offset)")
+            }
+        }
         guard let first = missing.first else { return nil }
         return "\(missing.count) of its \(ids.count) memory chunks are missing or truncated, "
-            + "for example \(full(ImageLayout.chunkPath(first)))"
+            + "for example \(first)"
     }
 
     struct OpenedChunk {

@@ -14,12 +14,23 @@ public final class ImageStore: @unchecked Sendable {
     let dirFD: Int32
     let zstd = ZstdContextPool()
     private let state = Mutex(State())
+    /// Where chunks are (from every checkpoint file read so far) and open packs.
+    let index = Mutex(ChunkIndex())
+
+    struct ChunkIndex {
+        var locations: [ChunkID: ChunkLocation] = [:]
+        /// All checkpoint files were read into `locations` once.
+        var loadedAll = false
+        var packFDs: [UInt64: Int32] = [:]
+    }
 
     private struct State {
         var lockFD: Int32 = -1
         var closed = false
         var nextWriterSerial = 0
         var activeWriters: Set<Int> = []
+        /// Next pack number to hand out (0: not looked up yet).
+        var nextPack: UInt64 = 0
     }
 
     /// Opens an image directory. With `create`, makes it (and missing parents,
@@ -49,6 +60,7 @@ public final class ImageStore: @unchecked Sendable {
     deinit {
         let lockFD = state.withLock { $0.lockFD }
         if lockFD >= 0 { StoreIO.closeQuietly(lockFD) }
+        for fd in index.withLock({ $0.packFDs.values }) { StoreIO.closeQuietly(fd) }
         StoreIO.closeQuietly(dirFD)
     }
 
@@ -89,16 +101,18 @@ public final class ImageStore: @unchecked Sendable {
     /// `zstdLevel` is clamped to what the library supports (1 = fast, the default).
     public func beginCheckpoint(zstdLevel: Int32 = 1) throws(ImageError) -> CheckpointWriter {
         try lockForWriting()
-        for dir in [ImageLayout.chunks, ImageLayout.checkpoints] {
+        for dir in [ImageLayout.chunks, ImageLayout.checkpoints, ImageLayout.packs] {
             if mkdirat(dirFD, dir, 0o700) != 0 && errno != EEXIST { throw io("create directory", dir) }
         }
         let number = (checkpointNumbers().last ?? 0) + 1
         // Chunks of committed checkpoints were made durable before those commits,
         // so they can be reused without being written again. Anything else on
         // disk (left by a crashed writer) is rewritten rather than trusted.
-        var committed: Set<ChunkID> = []
+        var committed: [ChunkID: ChunkLocation] = [:]
         for n in checkpointNumbers() {
-            if let c = try? readCheckpoint(n, wantPayload: false) { committed.formUnion(c.chunks) }
+            if let c = try? readCheckpoint(n, wantPayload: false) {
+                for (id, l) in zip(c.chunks, c.locations) { committed[id] = l }
+            }
         }
         let serial = state.withLock { s in
             s.nextWriterSerial += 1
@@ -115,6 +129,18 @@ public final class ImageStore: @unchecked Sendable {
     func checkWritable() throws(ImageError) {
         try state.withLock { (s: inout State) throws(ImageError) in
             if s.closed || s.lockFD < 0 { throw .closed(path: path) }
+        }
+    }
+
+    /// A pack number no pack on disk has and no other writer of this store
+    /// was given (above every pack on disk, leftovers of crashed writers
+    /// included). Other processes are excluded by the writer lock.
+    func takePackNumber() -> UInt64 {
+        let onDisk = (packNumbers().last ?? 0) + 1
+        return state.withLock { s in
+            s.nextPack = max(s.nextPack, onDisk)
+            defer { s.nextPack += 1 }
+            return s.nextPack
         }
     }
 
@@ -203,7 +229,7 @@ public final class ImageStore: @unchecked Sendable {
             guard version == ImageLayout.formatVersion else {
                 throw .unsupportedVersion(path: path + "/" + ImageLayout.marker, found: version)
             }
-            for sub in [ImageLayout.chunks, ImageLayout.checkpoints] {
+            for sub in [ImageLayout.chunks, ImageLayout.checkpoints, ImageLayout.packs] {
                 if let st = StoreIO.statAt(fd, sub, follow: false) { try checkPrivate(st, path: path + "/" + sub) }
             }
             return
@@ -215,11 +241,11 @@ public final class ImageStore: @unchecked Sendable {
         // initialisation leaves (the marker is written last).
         let (names, le) = StoreIO.listDirectory(fd, ".")
         guard let names else { throw .io(op: "list", path: path, errno: le) }
-        let ours: Set<String> = [ImageLayout.chunks, ImageLayout.checkpoints, ImageLayout.lock]
+        let ours: Set<String> = [ImageLayout.chunks, ImageLayout.checkpoints, ImageLayout.packs, ImageLayout.lock]
         guard names.allSatisfy({ ours.contains($0) || $0.hasPrefix(ImageLayout.tempPrefix) }) else {
             throw .notAnImageDirectory(path: path)
         }
-        for sub in [ImageLayout.chunks, ImageLayout.checkpoints] {
+        for sub in [ImageLayout.chunks, ImageLayout.checkpoints, ImageLayout.packs] {
             if mkdirat(fd, sub, 0o700) == 0 {
                 fchmodat(fd, sub, 0o700, 0)
             } else if errno != EEXIST {

@@ -119,3 +119,72 @@ enum StoreIO {
         return renameat(dir, from, dir, to) == 0 ? 0 : errno
     }
 }
+
+extension StoreIO {
+    /// Writes all of `iov` at `offset` (loops on short writes). 0 or errno.
+    static func pwritevAll(_ fd: Int32, _ iov: inout [iovec], at offset: UInt64) -> Int32 {
+        var off = off_t(offset)
+        var first = 0
+        while first < iov.count {
+            let n = iov.withUnsafeMutableBufferPointer { b in
+                pwritev(fd, b.baseAddress! + first, Int32(b.count - first), off)
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            if n == 0 { return EIO }
+            off += off_t(n)
+            var left = n
+            while first < iov.count && left >= iov[first].iov_len {
+                left -= iov[first].iov_len
+                first += 1
+            }
+            if left > 0 {
+                iov[first].iov_base = iov[first].iov_base! + left
+                iov[first].iov_len -= left
+            }
+        }
+        return 0
+    }
+
+    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+    private static let syncFileRangeFunction: SyncFileRange? =
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sync_file_range").map { unsafeBitCast($0, to: SyncFileRange.self) }
+
+    /// Starts writeback of a file range without waiting for it (a hint;
+    /// durability still comes from fsync).
+    static func startWriteback(_ fd: Int32, from offset: UInt64, count: UInt64) {
+        _ = syncFileRangeFunction?(fd, Int64(offset), Int64(count), 2 /* SYNC_FILE_RANGE_WRITE */)
+    }
+}
+
+extension StoreIO {
+    /// Reads into all of `iov` from `offset`; returns bytes read (fewer only at end of file) or the errno.
+    static func preadvAll(_ fd: Int32, _ iov: inout [iovec], at offset: UInt64) -> (Int, Int32) {
+        var off = off_t(offset)
+        var first = 0, done = 0
+        while first < iov.count {
+            let n = iov.withUnsafeMutableBufferPointer { b in
+                preadv(fd, b.baseAddress! + first, Int32(b.count - first), off)
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return (done, errno)
+            }
+            if n == 0 { break }
+            off += off_t(n)
+            done += n
+            var left = n
+            while first < iov.count && left >= iov[first].iov_len {
+                left -= iov[first].iov_len
+                first += 1
+            }
+            if left > 0 {
+                iov[first].iov_base = iov[first].iov_base! + left
+                iov[first].iov_len -= left
+            }
+        }
+        return (done, 0)
+    }
+}

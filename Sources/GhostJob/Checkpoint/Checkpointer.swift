@@ -32,6 +32,8 @@ public struct Checkpointer {
         catch { throw .image(error) }
         var committed = false
         defer { if !committed { writer.abort() } }
+        let progress = Progress.begin("checkpoint \(writer.number)")
+        defer { progress.finish() }  // the summary is the caller's "checkpoint N done" line
 
         var tree = TreeFreezer()
         defer { tree.thaw() }

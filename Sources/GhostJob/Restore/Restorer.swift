@@ -72,11 +72,14 @@ public struct Restorer {
     /// Rebuilds the job and returns its processes; it is running when this returns.
     public func restore(_ m: Manifest) throws(GhostError) -> JobHandle {
         try Self.checkCompatible(m)
+        let progress = Progress.begin("resume")
+        var handle: JobHandle?
+        defer { progress.finish(summary: handle == nil ? nil : { b, s in "restored \(Log.size(b)) of memory in \(Log.ms(s))" }) }
         for p in m.processes where p.zombieStatus == nil && p.exeObject == nil {
             try MemoryState.checkUnchanged(p.exe, at: p.mm.startCode)
         }
-        if m.namespaces == true { return try restoreInNamespaces(m) }
-        return JobHandle(initPid: nil, rootPid: try restoreByExec(m))
+        handle = m.namespaces == true ? try restoreInNamespaces(m) : JobHandle(initPid: nil, rootPid: try restoreByExec(m))
+        return handle!
     }
 
     /// Without namespaces: one process, rebuilt in a husk that exec'ed the

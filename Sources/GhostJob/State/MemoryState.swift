@@ -56,12 +56,14 @@ enum MemoryState {
             let pages = try pagesToStore(m, kind: v.kind, pagemap: pagemap)
             work += blocks(of: pages, area: i, mapping: m, kind: v.kind)
         }
+        Progress.add(total: work.reduce(0) { $0 + $1.pages.count } * pageSize)
         let results = ResultSlots<(block: MemoryBlock?, pages: Int)>(count: work.count, initial: (nil, 0))
         let allWork = work
         let blockBytes = blockPages * pageSize
         try Parallel.run(count: work.count, workers: workers, makeState: { ScratchBuffer(size: blockBytes) }) {
             (buffer: inout ScratchBuffer, i: Int) throws(GhostError) in
             results[i] = try storeBlock(allWork[i], buffer: buffer.bytes, memory: memory, writer: writer)
+            Progress.add(done: allWork[i].pages.count * pageSize)
         }
         for (w, r) in zip(work, results.all) {
             guard let block = r.block else { continue }
@@ -298,9 +300,11 @@ enum MemoryState {
         }
         // Contents, on several threads (read + decompress + write into the process).
         let memory = ctx.memory, fills = jobs
+        Progress.add(total: jobs.reduce(0) { $0 + $1.block.pageMask.nonzeroBitCount } * pageSize)
         try Parallel.run(count: fills.count, workers: Checkpointer.workers, makeState: { () }) {
             (_: inout Void, i: Int) throws(GhostError) in
             try fill(fills[i], store: store, memory: memory, blockPages: blockPages)
+            Progress.add(done: fills[i].block.pageMask.nonzeroBitCount * pageSize)
         }
         for (start, len, prot) in reprotect {
             try ctx.syscall.check("mprotect \(hex(start))", SYS.mprotect, start, len, UInt64(prot))
