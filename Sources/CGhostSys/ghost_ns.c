@@ -20,10 +20,10 @@
 // Everything below the fork points runs in a child: async-signal-safe calls
 // only, no Swift, no malloc.
 
-struct report { int index, step, err, hold; };
+struct report { int index, step, err, hold, ready; };
 
 static void fail_report(int fd, int index, int step, int err) {
-    struct report r = { index, step, err, -1 };
+    struct report r = { index, step, err, -1, -1 };
     ssize_t w = write(fd, &r, sizeof r);
     (void)w;
     _exit(127);
@@ -111,7 +111,7 @@ static pid_t wait_reports(pid_t init, int rep_read, int expected, int *err_errno
         if (n == 0) break;
         if (n != (ssize_t)sizeof r) { *err_errno = EIO; *err_step = 4; goto fail; }
         if (r.step != 0) { *err_errno = r.err; *err_step = r.step; goto fail; }
-        if (holds && r.index >= 0) holds[r.index] = r.hold;
+        if (holds && r.index >= 0) { holds[2 * r.index] = r.hold; holds[2 * r.index + 1] = r.ready; }
         if (++got == expected) break;
     }
     if (got < expected) { *err_errno = ECHILD; *err_step = 4; goto fail; }
@@ -235,7 +235,7 @@ static void husk(const struct ghost_tree *t, int i) {
         if (setrlimit(p->limit_resources[k], &rl) != 0) fail_report(ready, i, 2, errno);
     }
     if (p->pdeathsig) prctl(PR_SET_PDEATHSIG, p->pdeathsig);
-    struct report r = { i, 0, 0, hold };
+    struct report r = { i, 0, 0, hold, ready };
     if (write(ready, &r, sizeof r) != (ssize_t)sizeof r) _exit(127);
     close(ready);
     for (;;) {

@@ -46,8 +46,10 @@ struct ghost_tree {
 /// with its descriptors, cwd, umask, limits, session and group set, and
 /// full capabilities in the new user namespace (nothing was exec'ed), so the
 /// restorer can give it its threads with set_tid and its executable with
-/// PR_SET_MM_MAP, then drop them. holds[i] receives the descriptor number at
-/// which husk i keeps its hold pipe (the restorer closes it). Returns
+/// PR_SET_MM_MAP, then drop them. holds[2i] and holds[2i+1] receive the
+/// descriptor numbers at which husk i keeps its hold pipe and its report
+/// pipe: the restorer closes both (the husk may be stopped before it closes
+/// its report pipe itself). `holds` has 2 * t->n entries. Returns
 /// ghost-init's pid or -1; steps: 1 clone/chdir, 2 ids/rlimit, 3 /proc/fds,
 /// 4 fork, 6 setsid, 7 setpgid.
 pid_t ghost_spawn_tree_ns(const struct ghost_tree *t, int *holds, int *err_errno, int *err_step);

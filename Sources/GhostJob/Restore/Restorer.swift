@@ -101,7 +101,7 @@ public struct Restorer {
         defer { if !done { kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, __WALL) } }
         let tracee = Tracee(tid: pid)
         _ = try tracee.waitStop()   // SIGTRAP after exec: nothing of the program has run
-        let rebuilt = try rebuild(p, pid: pid, innerPid: pid, manifest: m, holdFd: nil, objects: shm.numbers, setExe: false)
+        let rebuilt = try rebuild(p, pid: pid, innerPid: pid, manifest: m, huskFds: [], objects: shm.numbers, setExe: false)
         for t in rebuilt { t.detach() }
         done = true
         return pid
@@ -130,7 +130,7 @@ public struct Restorer {
         let candidates = procs.indices.filter { procs[$0].ppid == 1 && procs[$0].zombieStatus == nil }
         let root: Int = candidates.min { procs[$0].pid < procs[$1].pid } ?? 0
         let limits = procs.map { ProcessAttributes.limitsForHusk($0.rlimits, warn: warn) }
-        var holds = [Int32](repeating: -1, count: procs.count)
+        var holds = [Int32](repeating: -1, count: 2 * procs.count)   // (hold, report) per husk
         var err: Int32 = 0, step: Int32 = 0
 
         // C arrays that live across the call.
@@ -191,7 +191,7 @@ public struct Restorer {
             var f = Freezer(pid: o)
             try f.freeze()
             stopped.append(Tracee(tid: o))
-            let threads = try rebuild(p, pid: o, innerPid: p.pid, manifest: m, holdFd: holds[i],
+            let threads = try rebuild(p, pid: o, innerPid: p.pid, manifest: m, huskFds: [holds[2 * i], holds[2 * i + 1]],
                                       objects: objectNumbers[i], setExe: true)
             stopped += threads.filter { $0.tid != o }
         }
@@ -205,7 +205,7 @@ public struct Restorer {
     /// Fills a stopped husk with process `p`. Returns its threads, stopped,
     /// with their final registers set: the caller detaches them.
     private func rebuild(_ p: ProcessRecord, pid: pid_t, innerPid: pid_t, manifest m: Manifest,
-                         holdFd: Int32?, objects: [Int: Int32], setExe: Bool) throws(GhostError) -> [Tracee] {
+                         huskFds: [Int32], objects: [Int: Int32], setExe: Bool) throws(GhostError) -> [Tracee] {
         let tracee = Tracee(tid: pid)
         try tracee.setSigmask(~0)
         let memory = try ProcessMemory(pid: pid, writable: true)
@@ -243,7 +243,8 @@ public struct Restorer {
                                   avoid: imageRanges + [(scratchAddr, scratchAddr + UInt64(scratchSize))])
         }
         try MemoryState.restore(p.vmas, ctx: ctx, store: store, blockPages: m.blockPages, objects: objects)
-        if let h = holdFd, h >= 0 { try ctx.syscall.call(SYS.close, UInt64(h)) }
+        // The husk's hold and report pipes (the report one may already be closed).
+        for h in huskFds where h >= 0 { try ctx.syscall.call(SYS.close, UInt64(h)) }
         try FileState.restoreFlags(p.fds, ctx: ctx)
         try FileState.restoreInProcess(p.fds, ctx: ctx)
         try SignalState.restoreActions(p.signals, ctx: ctx)
