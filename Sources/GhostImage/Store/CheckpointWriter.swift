@@ -99,6 +99,17 @@ public final class CheckpointWriter: @unchecked Sendable {
 
     private enum PutAction { case nothing, reuseIfPresent, write }
 
+    /// Records a chunk of a committed checkpoint as used by this one too,
+    /// without its bytes (incremental checkpoints reuse unchanged blocks by
+    /// ID). False when no committed checkpoint references it: then put() it.
+    public func reuse(_ id: ChunkID) -> Bool {
+        guard committed.contains(id) else { return false }
+        state.withLock { s in
+            if s.entries[id] == nil { s.entries[id] = .stored }
+        }
+        return true
+    }
+
     /// Makes every chunk durable, then publishes the checkpoint file by rename.
     /// Returns the checkpoint number. On failure nothing is published and the
     /// writer may commit again (say, after space was freed) or abort.
