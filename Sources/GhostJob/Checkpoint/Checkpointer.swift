@@ -86,6 +86,9 @@ public struct Checkpointer {
                            xstateSize: firstThread?.xstate.count ?? 0),
             job: self.job, processes: processes)
         manifest.namespaces = job.initPid != nil
+        if processes.contains(where: { $0.vmas.contains { $0.blocks.contains { $0.overlays != nil || $0.baseMask != nil } } }) {
+            manifest.formatVersion = Manifest.overlaysVersion
+        }
         let number: Int
         do {
             let payload = try manifest.encoded()
