@@ -57,7 +57,8 @@ enum MemoryState {
         var kept: [(area: Int, block: MemoryBlock)] = []
         for i in which where areas[i].1.kind != .sharedFile {
             let (m, v) = areas[i]
-            let pages = try pagesToStore(m, kind: v.kind, pagemap: pagemap)
+            let pages: [(UInt64, UInt64)]
+            if case .fresh(let listed)? = plans?[i] { pages = listed } else { pages = try pagesToStore(m, kind: v.kind, pagemap: pagemap) }
             if case .delta(let previous, let written)? = plans?[i] {
                 let (w, k) = delta(pages, area: i, mapping: m, kind: v.kind, previous: previous, written: written, writer: writer)
                 work += w

@@ -26,6 +26,10 @@ public final class WriteTracking {
     enum Plan {
         /// Everything (not tracked, or nothing to compare with).
         case full
+        /// Everything, these page ranges, listed before the area was armed:
+        /// once armed, /proc/PID/pagemap shows its unpopulated pages as
+        /// swapped (uffd-wp markers), which must not be mistaken for data.
+        case fresh([(UInt64, UInt64)])
         /// Only the written pages: `written[b]` = pages of block b written
         /// since `previous` was stored (plus pages beyond its end).
         case delta(previous: VMARecord, written: [UInt64])
@@ -43,7 +47,12 @@ public final class WriteTracking {
     /// Set once the kernel refused: tracking is not tried again.
     private(set) var unavailable: String?
 
-    public init() {}
+    /// GHOST_NO_WRITE_TRACKING=1 turns it off (every checkpoint reads all memory).
+    public init() {
+        if let v = getenv("GHOST_NO_WRITE_TRACKING"), String(cString: v) != "0" {
+            unavailable = "write tracking turned off by GHOST_NO_WRITE_TRACKING"
+        }
+    }
 
     /// Areas whose writes can be tracked: private memory a snapshot holds.
     static func trackable(_ m: ProcFS.Mapping, _ v: VMARecord) -> Bool {
@@ -86,7 +95,9 @@ public final class WriteTracking {
                     e = register(fresh, m)
                 }
                 if e != 0 { continue }   // e.g. the job registered it itself (EBUSY)
+                guard let pages = try? MemoryState.pagesToStore(m, kind: v.kind, pagemap: pagemap) else { continue }
                 _ = scanWritten(pagemap: pagemap, m)   // arms: protects every page
+                plans[i] = .fresh(pages)
             case .unsupported(let why):
                 unavailable = why
                 Log.info("incremental checkpoints read all memory: \(why)")
