@@ -4,6 +4,11 @@
 
 public struct Manifest: Codable, Sendable {
     public static let currentVersion = 1
+    /// Format 2 = format 1 + page overlays in memory blocks (MemoryBlock.baseMask,
+    /// .overlays). Written only by checkpoints that use them, so others stay
+    /// readable by older ghost.
+    public static let overlaysVersion = 2
+    public static let readableVersions = 1...2
 
     public var formatVersion: Int = Manifest.currentVersion
     /// Seconds since the epoch when the job was frozen.

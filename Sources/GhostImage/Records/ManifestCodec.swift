@@ -12,7 +12,7 @@ extension Manifest {
     public static func decode(_ bytes: [UInt8]) throws -> Manifest {
         struct Version: Decodable { var formatVersion: Int }
         let v = try JSONDecoder().decode(Version.self, from: Data(bytes))
-        guard v.formatVersion == Manifest.currentVersion else {
+        guard Manifest.readableVersions.contains(v.formatVersion) else {
             throw ManifestVersionError(found: v.formatVersion)
         }
         return try JSONDecoder().decode(Manifest.self, from: Data(bytes))
@@ -22,6 +22,6 @@ extension Manifest {
 public struct ManifestVersionError: Error, CustomStringConvertible {
     public let found: Int
     public var description: String {
-        "the checkpoint was written in manifest format \(found); this ghost reads format \(Manifest.currentVersion)"
+        "the checkpoint was written in manifest format \(found); this ghost reads formats \(Manifest.readableVersions.lowerBound) to \(Manifest.readableVersions.upperBound)"
     }
 }

@@ -39,14 +39,33 @@ public struct VMARecord: Codable, Sendable {
 }
 
 /// The stored pages of one block: bit i of `pageMask` set = page i of the block
-/// is in the chunk, in order; pages not set are zero (anonymous) or come from the file.
-public struct MemoryBlock: Codable, Sendable {
+/// is stored; pages not set are zero (anonymous) or come from the file.
+/// Without overlays, `chunk` holds exactly the pages of `pageMask`, in order.
+/// An incremental checkpoint that saw only a few pages of a block written
+/// keeps the previous chunk as the base (holding the pages of `baseMask`) and
+/// adds the written pages as overlays, applied in order (later wins); only the
+/// pages of `pageMask` are then written back.
+public struct MemoryBlock: Codable, Sendable, Equatable {
     public var index: Int
     public var pageMask: UInt64
     public var chunk: ChunkID
-    public init(index: Int, pageMask: UInt64, chunk: ChunkID) {
+    /// Pages held by `chunk` when it differs from `pageMask` (absent in older images).
+    public var baseMask: UInt64?
+    /// Pages written since the base was stored, oldest first (absent in older images).
+    public var overlays: [PageOverlay]?
+    public init(index: Int, pageMask: UInt64, chunk: ChunkID, baseMask: UInt64? = nil, overlays: [PageOverlay]? = nil) {
         self.index = index; self.pageMask = pageMask; self.chunk = chunk
+        self.baseMask = baseMask; self.overlays = overlays
     }
+    /// Pages `chunk` holds.
+    public var basePages: UInt64 { baseMask ?? pageMask }
+}
+
+/// Some pages of a block, stored as one chunk holding the pages of `pageMask` in order.
+public struct PageOverlay: Codable, Sendable, Equatable {
+    public var pageMask: UInt64
+    public var chunk: ChunkID
+    public init(pageMask: UInt64, chunk: ChunkID) { self.pageMask = pageMask; self.chunk = chunk }
 }
 
 /// Where the kernel's vDSO and its data pages were; restore moves the new

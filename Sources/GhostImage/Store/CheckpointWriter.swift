@@ -116,6 +116,17 @@ public final class CheckpointWriter: @unchecked Sendable {
         return size.map { l.offset + l.entryBytes <= $0 } ?? false
     }
 
+    /// Records a chunk of a committed checkpoint as used by this one too,
+    /// without its bytes (incremental checkpoints reuse unchanged blocks by
+    /// ID). False when no committed checkpoint references it: then put() it.
+    public func reuse(_ id: ChunkID) -> Bool {
+        guard let old = committed[id], looksPresent(id, old) else { return false }
+        state.withLock { s in
+            if s.entries[id] == nil { s.entries[id] = .stored(old) }
+        }
+        return true
+    }
+
     /// Makes every chunk durable, then publishes the checkpoint file by rename.
     /// Returns the checkpoint number. On failure nothing is published and the
     /// writer may commit again (say, after space was freed) or abort.

@@ -7,6 +7,9 @@ public struct CheckpointResult: Sendable {
     public var number: Int
     public var mappedBytes: UInt64
     public var storedBytes: UInt64
+    /// Memory read from the job: less than `storedBytes` when write tracking
+    /// found blocks unchanged since the previous checkpoint.
+    public var readBytes: UInt64
     public var writtenBytes: UInt64
     public var chunksWritten: Int
     public var chunksReused: Int
@@ -19,10 +22,13 @@ public struct CheckpointResult: Sendable {
 public struct Checkpointer {
     let store: ImageStore
     let job: JobRecord
+    /// Which pages the job wrote since the last checkpoint (kept by the Supervisor).
+    let tracking: WriteTracking?
 
-    public init(store: ImageStore, job: JobRecord) {
+    public init(store: ImageStore, job: JobRecord, tracking: WriteTracking? = nil) {
         self.store = store
         self.job = job
+        self.tracking = tracking
     }
 
     public func checkpoint(_ job: JobHandle) throws(GhostError) -> CheckpointResult {
@@ -31,7 +37,12 @@ public struct Checkpointer {
         do { writer = try store.beginCheckpoint(zstdLevel: Int32(self.job.zstdLevel)) }
         catch { throw .image(error) }
         var committed = false
-        defer { if !committed { writer.abort() } }
+        defer {
+            if !committed {
+                writer.abort()
+                tracking?.failed()
+            }
+        }
         let progress = Progress.begin("checkpoint \(writer.number)")
         defer { progress.finish() }  // the summary is the caller's "checkpoint N done" line
 
@@ -61,7 +72,7 @@ public struct Checkpointer {
         for i in captured.indices {
             guard let snap = captured[i].snapshot else { continue }
             let rest = captured[i].areas.indices.filter { !MemoryState.notInSnapshot(captured[i].areas[$0].0, captured[i].areas[$0].1) }
-            try MemoryState.storePages(&captured[i].areas, which: rest, pid: snap.pid, memory: snap.memory, writer: writer,
+            try MemoryState.storePages(&captured[i].areas, which: rest, plans: captured[i].plans, pid: snap.pid, memory: snap.memory, writer: writer,
                                        workers: Self.workers, stats: &memStats)
             snap.discard()
         }
@@ -79,6 +90,9 @@ public struct Checkpointer {
             job: self.job, processes: processes)
         manifest.namespaces = job.initPid != nil
         manifest.sharedMemory = shared.isEmpty ? nil : shared
+        if processes.contains(where: { $0.vmas.contains { $0.blocks.contains { $0.overlays != nil || $0.baseMask != nil } } }) {
+            manifest.formatVersion = Manifest.overlaysVersion
+        }
         let number: Int
         do {
             let payload = try manifest.encoded()
@@ -89,9 +103,11 @@ public struct Checkpointer {
             throw .badImage("encoding the manifest: \(error)")
         }
         committed = true
+        tracking?.committed(captured.map { ($0.outerPid, $0.areas.map(\.1)) })
         let stats = writer.stats
         return CheckpointResult(number: number, mappedBytes: memStats.mappedBytes,
                                 storedBytes: UInt64(memStats.storedPages * MemoryState.pageSize),
+                                readBytes: UInt64(memStats.readPages * MemoryState.pageSize),
                                 writtenBytes: UInt64(stats.storedBytes), chunksWritten: stats.chunksWritten,
                                 chunksReused: stats.chunksReused, seconds: Clock.now() - t0, frozenSeconds: frozen)
     }
@@ -112,8 +128,10 @@ public struct Checkpointer {
     }
 
     struct CapturedProcess {
+        var outerPid: pid_t
         var record: ProcessRecord
         var areas: [(ProcFS.Mapping, VMARecord)]
+        var plans: [WriteTracking.Plan]?
         var snapshot: Snapshot?
         var resident: [UInt64: [(UInt64, UInt64)]] = [:]
     }
@@ -139,7 +157,7 @@ public struct Checkpointer {
                                           startStack: 0, argStart: 0, argEnd: 0, envStart: 0, envEnd: 0, auxv: []),
                 vdso: nil, vmas: [], fds: [], signals: SignalRecord(actions: [], sharedPending: []), threads: [],
                 pdeathsig: 0, zombieStatus: Int32(truncatingIfNeeded: st.field(52)))
-            return CapturedProcess(record: record, areas: [], snapshot: nil)
+            return CapturedProcess(outerPid: pid, record: record, areas: [], plans: nil, snapshot: nil)
         }
 
         let memory = try ProcessMemory(pid: pid, writable: true)
@@ -193,12 +211,16 @@ public struct Checkpointer {
 
         // Most memory is read from a forked copy (copy-on-write) after the job
         // runs again; see Snapshot for how the job is kept from seeing it.
+        // Write tracking says which pages changed since the last checkpoint;
+        // when that is little, it is read now and no snapshot is needed.
+        let plans = tracking?.plan(ctx: ctx, areas: areas)
         let parentIsGhost = job.initPid.map { ppidOuter == $0 } ?? (ppidOuter == getpid())
-        let snapshot = try? Snapshot(of: ctx, placement: parentIsGhost ? .sibling(parent: ppidOuter) : .hiddenChild)
+        let snapshot = Self.pagesToRead(areas, plans) > Self.readInFreezePages
+            ? (try? Snapshot(of: ctx, placement: parentIsGhost ? .sibling(parent: ppidOuter) : .hiddenChild)) : nil
         let inFreeze = snapshot == nil ? Array(areas.indices)
             : areas.indices.filter { MemoryState.notInSnapshot(areas[$0].0, areas[$0].1) }
         do {
-            try MemoryState.storePages(&areas, which: inFreeze, pid: pid, memory: memory, writer: writer,
+            try MemoryState.storePages(&areas, which: inFreeze, plans: plans, pid: pid, memory: memory, writer: writer,
                                        workers: Self.workers, stats: &stats)
         } catch {
             snapshot?.discard()
@@ -210,7 +232,26 @@ public struct Checkpointer {
             mm: attrs.mm, vdso: vdsoRecord, vmas: [], fds: fds, signals: signals, threads: threads,
             pdeathsig: attrs.pdeathsig)
         record.timers = timers
-        return CapturedProcess(record: record, areas: areas, snapshot: snapshot, resident: resident)
+        return CapturedProcess(outerPid: pid, record: record, areas: areas, plans: plans, snapshot: snapshot,
+                               resident: resident)
+    }
+
+    /// Below this many pages (4 MiB) to read, reading them while the job is
+    /// frozen is quicker than forking a snapshot of it.
+    static let readInFreezePages = 1024
+
+    /// At most how many pages a snapshot would be read for (whole areas where
+    /// nothing is tracked).
+    static func pagesToRead(_ areas: [(ProcFS.Mapping, VMARecord)], _ plans: [WriteTracking.Plan]?) -> Int {
+        var n = 0
+        for (i, (m, v)) in areas.enumerated() where !MemoryState.notInSnapshot(m, v) && v.kind != .sharedFile {
+            if case .delta(_, let written)? = plans?[i] {
+                n += written.reduce(0) { $0 + $1.nonzeroBitCount }
+            } else {
+                n += Int((m.end - m.start) / UInt64(MemoryState.pageSize))
+            }
+        }
+        return n
     }
 
     /// Threads used to read, hash and compress memory: the CPUs ghost may run on.

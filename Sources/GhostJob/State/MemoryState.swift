@@ -13,6 +13,8 @@ enum MemoryState {
     struct CaptureStats {
         var mappedBytes: UInt64 = 0
         var storedPages = 0
+        /// Pages read from the process (all of them without write tracking).
+        var readPages = 0
     }
 
     // MARK: capture
@@ -43,19 +45,31 @@ enum MemoryState {
     /// Stores the pages of `areas[i]` for every i in `which`, reading them
     /// from process `pid` (the job, or a forked snapshot of it), with
     /// `workers` threads reading, hashing and compressing in parallel.
-    static func storePages(_ areas: inout [(ProcFS.Mapping, VMARecord)], which: [Int], pid: pid_t,
-                           memory: ProcessMemory, writer: CheckpointWriter, workers: Int,
+    /// `plans[i]` (write tracking) may say that only some pages of an area
+    /// were written since the previous checkpoint: the other blocks are
+    /// reused from it, and blocks with few written pages get an overlay.
+    static func storePages(_ areas: inout [(ProcFS.Mapping, VMARecord)], which: [Int], plans: [WriteTracking.Plan]? = nil,
+                           pid: pid_t, memory: ProcessMemory, writer: CheckpointWriter, workers: Int,
                            stats: inout CaptureStats) throws(GhostError) {
         let pagemap = open("/proc/\(pid)/pagemap", O_RDONLY | O_CLOEXEC)
         if pagemap < 0 { throw .errno("open /proc/\(pid)/pagemap") }
         defer { close(pagemap) }
         var work: [BlockWork] = []
+        var kept: [(area: Int, block: MemoryBlock)] = []
         // Shared memory is stored once per object, by SharedMemoryState.
         for i in which where areas[i].1.kind != .sharedFile && areas[i].1.kind != .sharedAnonymous {
             let (m, v) = areas[i]
-            let pages = try pagesToStore(m, kind: v.kind, pagemap: pagemap)
-            work += blocks(of: pages, area: i, mapping: m, kind: v.kind)
+            let pages: [(UInt64, UInt64)]
+            if case .fresh(let listed)? = plans?[i] { pages = listed } else { pages = try pagesToStore(m, kind: v.kind, pagemap: pagemap) }
+            if case .delta(let previous, let written)? = plans?[i] {
+                let (w, k) = delta(pages, area: i, mapping: m, kind: v.kind, previous: previous, written: written, writer: writer)
+                work += w
+                kept += k
+            } else {
+                work += blocks(of: pages, area: i, mapping: m, kind: v.kind)
+            }
         }
+        stats.readPages += work.reduce(0) { $0 + $1.pages.count }
         Progress.add(total: work.reduce(0) { $0 + $1.pages.count } * pageSize)
         let results = ResultSlots<(block: MemoryBlock?, pages: Int)>(count: work.count, initial: (nil, 0))
         let allWork = work
@@ -65,15 +79,80 @@ enum MemoryState {
             results[i] = try storeBlock(allWork[i], buffer: buffer.bytes, memory: memory, writer: writer)
             Progress.add(done: allWork[i].pages.count * pageSize)
         }
+        var touched = Set<Int>()
         for (w, r) in zip(work, results.all) {
             guard let block = r.block else { continue }
             areas[w.area].1.blocks.append(block)
-            stats.storedPages += r.pages
+            touched.insert(w.area)
+            stats.storedPages += block.pageMask.nonzeroBitCount
         }
+        for k in kept {
+            areas[k.area].1.blocks.append(k.block)
+            touched.insert(k.area)
+            stats.storedPages += k.block.pageMask.nonzeroBitCount
+        }
+        for i in touched { areas[i].1.blocks.sort { $0.index < $1.index } }
+    }
+
+    /// Overlays older than this many layers, or holding more than this many
+    /// pages, are folded: the block is stored whole again.
+    static let maxOverlays = 4, maxOverlayPages = 32
+
+    /// Work for an area whose written pages are known: blocks nobody wrote are
+    /// kept as they were (minus pages that are gone, e.g. MADV_DONTNEED), blocks
+    /// with written pages get an overlay holding those, or are read whole
+    /// (new block, too many layers, base chunk no longer in the image).
+    static func delta(_ ranges: [(UInt64, UInt64)], area: Int, mapping m: ProcFS.Mapping, kind: VMARecord.Kind,
+                      previous: VMARecord, written: [UInt64], writer: CheckpointWriter)
+        -> (work: [BlockWork], kept: [(area: Int, block: MemoryBlock)]) {
+        var want = [UInt64](repeating: 0, count: written.count)
+        for (s, e) in ranges { WriteTracking.markRange(&want, area: m.start, from: s, to: e) }
+        let old = Dictionary(previous.blocks.map { ($0.index, $0) }, uniquingKeysWith: { a, _ in a })
+        let ps = UInt64(pageSize), blockBytes = UInt64(blockPages) * ps
+        var work: [BlockWork] = []
+        var kept: [(area: Int, block: MemoryBlock)] = []
+        for b in want.indices where want[b] != 0 || old[b] != nil {
+            let wr = written[b] & want[b]
+            func item(_ mask: UInt64, base: MemoryBlock?, keep: UInt64) -> BlockWork {
+                let start = m.start + UInt64(b) * blockBytes
+                var pages: [UInt64] = []
+                for bit in 0..<UInt64(blockPages) where mask >> bit & 1 == 1 { pages.append(start + bit * ps) }
+                return BlockWork(area: area, index: b, blockStart: start, pages: pages, readable: m.readable,
+                                 keepZeroPages: kind == .privateFile, base: base, keep: keep)
+            }
+            guard let o = old[b] else {
+                // Nothing stored here before: unwritten pages are still zero (or the file's).
+                let read = wr   // a private file page becomes the process's own only by a write
+                if read != 0 { work.append(item(read, base: nil, keep: 0)) }
+                continue
+            }
+            let layers = o.overlays ?? []
+            let reusable = writer.reuse(o.chunk) && layers.allSatisfy { writer.reuse($0.chunk) }
+            let keep = o.pageMask & want[b] & ~wr
+            if !reusable {
+                work.append(item(want[b], base: nil, keep: 0))
+            } else if wr == 0 {
+                if keep != 0 { kept.append((area, withPages(o, keep))) }
+            } else if layers.count + 1 > maxOverlays
+                        || layers.reduce(wr.nonzeroBitCount, { $0 + $1.pageMask.nonzeroBitCount }) > maxOverlayPages {
+                work.append(item(want[b], base: nil, keep: 0))   // compaction
+            } else {
+                work.append(item(wr, base: o, keep: keep))
+            }
+        }
+        return (work, kept)
+    }
+
+    /// `block` restricted to the pages `mask` (the base chunk keeps holding what it holds).
+    static func withPages(_ block: MemoryBlock, _ mask: UInt64) -> MemoryBlock {
+        var b = block
+        if mask != block.pageMask { b.baseMask = block.basePages }
+        b.pageMask = mask
+        return b
     }
 
     /// Reads one block's pages, drops zero pages (anonymous memory only) and
-    /// stores the rest as one chunk.
+    /// stores the rest as one chunk: the whole block, or an overlay on `w.base`.
     static func storeBlock(_ w: BlockWork, buffer: UnsafeMutableRawBufferPointer, memory: ProcessMemory,
                            writer: CheckpointWriter) throws(GhostError) -> (block: MemoryBlock?, pages: Int) {
         let ps = pageSize
@@ -88,13 +167,19 @@ enum MemoryState {
             kept += 1
             mask |= 1 << ((p - w.blockStart) / UInt64(ps))
         }
-        if kept == 0 { return (nil, 0) }
-        do {
-            let id = try writer.put(UnsafeRawBufferPointer(rebasing: bytes[0..<(kept * ps)]))
-            return (MemoryBlock(index: w.index, pageMask: mask, chunk: id), kept)
-        } catch {
-            throw .image(error)
+        if kept == 0 {
+            // Written pages that are zero now: they leave the block.
+            guard let base = w.base, w.keep != 0 else { return (nil, 0) }
+            return (withPages(base, w.keep), 0)
         }
+        let id: ChunkID
+        do { id = try writer.put(UnsafeRawBufferPointer(rebasing: bytes[0..<(kept * ps)])) }
+        catch { throw .image(error) }
+        guard let base = w.base else { return (MemoryBlock(index: w.index, pageMask: mask, chunk: id), kept) }
+        var block = withPages(base, w.keep | mask)
+        block.baseMask = base.basePages
+        block.overlays = (base.overlays ?? []) + [PageOverlay(pageMask: mask, chunk: id)]
+        return (block, kept)
     }
 
     /// One block's worth of pages to read and store.
@@ -105,6 +190,9 @@ enum MemoryState {
         var pages: [UInt64]
         var readable: Bool
         var keepZeroPages: Bool
+        /// Set for an overlay: the previous block, and which of its pages stay.
+        var base: MemoryBlock? = nil
+        var keep: UInt64 = 0
     }
 
     static func blocks(of ranges: [(UInt64, UInt64)], area: Int, mapping m: ProcFS.Mapping,
@@ -320,12 +408,15 @@ enum MemoryState {
     /// Writes one stored block back into the restored process.
     static func fill(_ j: BlockFill, store: ImageStore, memory: ProcessMemory, blockPages: Int) throws(GhostError) {
         let ps = UInt64(pageSize)
-        let data: [UInt8]
+        var data: [UInt8]
         do { data = try store.readChunk(j.block.chunk) } catch { throw .image(error) }
         let blockStart = j.vmaStart + UInt64(j.block.index) * UInt64(blockPages) * ps
         var pages: [UInt64] = []
         for bit in 0..<64 where j.block.pageMask >> UInt64(bit) & 1 == 1 {
             pages.append(blockStart + UInt64(bit) * ps)
+        }
+        if j.block.overlays != nil || j.block.baseMask != nil {
+            data = try layered(j.block, base: data, store: store)
         }
         guard data.count == pages.count * pageSize, pages.last.map({ $0 < j.vmaEnd }) ?? true else {
             throw .badImage("memory chunk \(j.block.chunk) does not match block \(j.block.index) of \(hex(j.vmaStart))")
@@ -341,6 +432,44 @@ enum MemoryState {
         }
     }
 
+
+    /// The pages of `block.pageMask`, in order, from its base chunk (holding
+    /// `basePages`) and its overlays applied oldest first.
+    static func layered(_ block: MemoryBlock, base: [UInt8], store: ImageStore) throws(GhostError) -> [UInt8] {
+        let ps = pageSize
+        var full = [UInt8](repeating: 0, count: blockPages * ps)
+        var have: UInt64 = 0
+        func apply(_ mask: UInt64, _ chunk: [UInt8], _ id: ChunkID) throws(GhostError) {
+            guard chunk.count == mask.nonzeroBitCount * ps else {
+                throw .badImage("memory chunk \(id) does not match its page mask in block \(block.index)")
+            }
+            var k = 0
+            for bit in 0..<blockPages where mask >> UInt64(bit) & 1 == 1 {
+                full.withUnsafeMutableBytes { dst in
+                    chunk.withUnsafeBytes { src in
+                        (dst.baseAddress! + bit * ps).copyMemory(from: src.baseAddress! + k * ps, byteCount: ps)
+                    }
+                }
+                k += 1
+            }
+            have |= mask
+        }
+        try apply(block.basePages, base, block.chunk)
+        for o in block.overlays ?? [] {
+            let bytes: [UInt8]
+            do { bytes = try store.readChunk(o.chunk) } catch { throw .image(error) }
+            try apply(o.pageMask, bytes, o.chunk)
+        }
+        guard block.pageMask & ~have == 0 else {
+            throw .badImage("block \(block.index) lists pages that none of its chunks holds")
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(block.pageMask.nonzeroBitCount * ps)
+        for bit in 0..<blockPages where block.pageMask >> UInt64(bit) & 1 == 1 {
+            out += full[(bit * ps)..<((bit + 1) * ps)]
+        }
+        return out
+    }
 
     /// A mapped file must be the same as at the checkpoint: its unwritten
     /// pages are read from it again.

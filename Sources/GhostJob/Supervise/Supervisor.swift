@@ -27,6 +27,8 @@ public final class Supervisor {
     var initPid: pid_t = 0
     var handle: JobHandle { JobHandle(initPid: initPid == 0 ? nil : initPid, rootPid: jobPid) }
     private let signalFD: Int32
+    /// Pages written between checkpoints, so incremental checkpoints read only those.
+    let tracking = WriteTracking()
     private var stopping = false
 
     /// Signals ghost handles through a signalfd. They must be blocked before
@@ -168,10 +170,11 @@ public final class Supervisor {
     /// Takes a checkpoint and logs it; nil when it failed (also logged).
     @discardableResult
     public func checkpoint(reason: String) -> CheckpointResult? {
-        let cp = Checkpointer(store: store, job: job)
+        let cp = Checkpointer(store: store, job: job, tracking: tracking)
         do {
             let r = try cp.checkpoint(handle)
             Log.info("checkpoint \(r.number) done: memory \(Log.size(r.mappedBytes)), stored \(Log.size(r.storedBytes)), "
+                + "read \(Log.size(r.readBytes)), "
                 + "wrote \(Log.size(r.writtenBytes)) (\(r.chunksWritten) new chunks, \(r.chunksReused) reused), "
                 + "\(Log.ms(r.seconds)) total, frozen \(Log.ms(r.frozenSeconds)) [\(reason)] -> \(store.path)")
             do { try store.prune(keep: job.keep) } catch { Log.warn("pruning old checkpoints: \(error)") }
