@@ -58,7 +58,11 @@ public final class WriteTracking {
     static func trackable(_ m: ProcFS.Mapping, _ v: VMARecord) -> Bool {
         switch v.kind {
         case .anonymous, .heap, .stack, .privateFile:
+            // Not a private mapping of a shared object (memfd, deleted file):
+            // SharedMemoryState reads the object's pages through it with
+            // pagemap, which write-protect markers would make look copied.
             return !MemoryState.notInSnapshot(m, v) && !m.vmFlags.contains("io") && !m.vmFlags.contains("pf")
+                && !SharedMemoryState.backsObject(m, v)
         case .sharedAnonymous, .sharedFile:
             return false   // other processes write it through their own page tables
         }
