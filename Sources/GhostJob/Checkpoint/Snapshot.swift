@@ -53,7 +53,7 @@ final class Snapshot {
         pid = found
         do {
             _ = try Tracee(tid: pid).waitStop()
-            memory = try ProcessMemory(pid: pid, writable: false)
+            memory = try ProcessMemory(pid: pid, writable: false, withoutPinning: true)
         } catch {
             alive = false
             kill(pid, SIGKILL)

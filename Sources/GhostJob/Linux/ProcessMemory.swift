@@ -7,9 +7,16 @@ import CGhostSys
 final class ProcessMemory: @unchecked Sendable {
     let pid: pid_t
     private let fd: Int32
+    /// Read only through /proc/PID/mem. For a forked snapshot: process_vm_readv
+    /// pins pages (FOLL_PIN), and the kernel (5.19+) must first unshare a
+    /// copy-on-write page it pins, so reading a snapshot that way copies every
+    /// page into it (as slow as the job writing all its memory, and as much
+    /// memory again). /proc/PID/mem takes page references without pinning.
+    let withoutPinning: Bool
 
-    init(pid: pid_t, writable: Bool) throws(GhostError) {
+    init(pid: pid_t, writable: Bool, withoutPinning: Bool = false) throws(GhostError) {
         self.pid = pid
+        self.withoutPinning = withoutPinning
         fd = open("/proc/\(pid)/mem", (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
         if fd < 0 { throw .errno("open /proc/\(pid)/mem") }
     }
@@ -57,6 +64,21 @@ final class ProcessMemory: @unchecked Sendable {
     /// Copies contiguous remote ranges into one local buffer with a single
     /// process_vm_readv. Returns false if the kernel refused (caller falls back).
     func readRanges(_ ranges: [(address: UInt64, length: Int)], into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        if withoutPinning {
+            var off = 0
+            for r in ranges {
+                var done = 0
+                while done < r.length {
+                    let n = pread(fd, buffer.baseAddress! + off + done, r.length - done,
+                                  off_t(Int64(bitPattern: r.address + UInt64(done))))
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { return false }
+                    done += n
+                }
+                off += r.length
+            }
+            return true
+        }
         var remote = ranges.map { iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt($0.address)), iov_len: $0.length) }
         var local = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
         var total = 0
