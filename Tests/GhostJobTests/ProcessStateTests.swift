@@ -21,6 +21,15 @@ final class ProcessStateTests: GhostTestCase {
         XCTAssertTrue(ok.contains("anonymous memory intact"), ok)
     }
 
+    /// Areas with MADV_DONTFORK and MADV_WIPEONFORK, which a forked snapshot
+    /// does not hold as they are, keep their bytes (read from the job
+    /// itself) and their advice: a child forked after the restart sees the
+    /// one zeroed and not the other.
+    func testForkAdviceAreas() throws {
+        let ok = try checkpointKillResume("fork_flags")
+        XCTAssertTrue(ok.contains("fork advice intact"), ok)
+    }
+
     /// The heap and the program break come back; malloc keeps working
     /// (256 MiB more through brk and mmap) and sbrk moves the break.
     func testHeapAndBrkKeepWorking() throws {

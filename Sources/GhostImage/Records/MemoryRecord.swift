@@ -30,6 +30,10 @@ public struct VMARecord: Codable, Sendable {
     /// For shared memory: the SharedMemoryRecord whose pages this area maps
     /// (from `fileOffset`); its pages are stored there, not in `blocks`.
     public var object: Int?
+    /// madvise() advice the area had, as /proc/PID/smaps names it (VmFlags):
+    /// "dc" MADV_DONTFORK, "wf" MADV_WIPEONFORK, "dd" MADV_DONTDUMP,
+    /// "hg" MADV_HUGEPAGE, "nh" MADV_NOHUGEPAGE. Given again on restore.
+    public var advice: [String]?
 
     public init(start: UInt64, end: UInt64, prot: Int32, kind: Kind, growsDown: Bool,
                 fileOffset: UInt64, file: FileIdentity?, blocks: [MemoryBlock]) {

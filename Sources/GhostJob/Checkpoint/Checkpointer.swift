@@ -32,6 +32,23 @@ public struct Checkpointer {
     }
 
     public func checkpoint(_ job: JobHandle) throws(GhostError) -> CheckpointResult {
+        // Flags read before the freeze save a page-table walk in it; in the
+        // rare case madvise() changed one in between, the checkpoint is taken
+        // again with the flags read in the freeze (see AreaFlags).
+        let started = Clock.now()
+        do {
+            return try checkpoint(job, flags: AreaFlags(pids: (try? TreeFreezer.list(job)) ?? []), started: started)
+        } catch {
+            guard case .areaFlagsChanged = error else { throw error }
+            Log.info("\(error); taking the checkpoint again")
+            return try checkpoint(job, flags: .none, started: started)
+        }
+    }
+
+    /// `started`: when the checkpoint began, for its total time (the early
+    /// smaps read, and a first attempt, count).
+    private func checkpoint(_ job: JobHandle, flags: AreaFlags, started: Double) throws(GhostError) -> CheckpointResult {
+        var flags = flags
         let t0 = Clock.now()
         let writer: CheckpointWriter
         do { writer = try store.beginCheckpoint(zstdLevel: Int32(self.job.zstdLevel)) }
@@ -59,7 +76,8 @@ public struct Checkpointer {
             ($0.pid, job.initPid == nil ? $0.pid : JobNamespace.innerPid($0.pid))
         })
         for m in tree.members {
-            captured.append(try captureProcess(m, job: job, outerToInner: outerToInner, writer: writer, stats: &memStats))
+            captured.append(try captureProcess(m, job: job, outerToInner: outerToInner, flags: &flags, writer: writer,
+                                               stats: &memStats))
         }
         var fdLists = captured.map { $0.record.fds }
         try FileState.link(&fdLists, outer: tree.members.map(\.pid), inner: captured.map(\.record.pid), writer: writer)
@@ -76,6 +94,7 @@ public struct Checkpointer {
                                        workers: Self.workers, stats: &memStats)
             snap.discard()
         }
+        try flags.verify(Set(captured.filter { $0.snapshot != nil }.map(\.outerPid)))
         let processes = captured.map { c -> ProcessRecord in
             var r = c.record
             if r.zombieStatus == nil { r.vmas = c.areas.map { $0.1 } }
@@ -109,7 +128,7 @@ public struct Checkpointer {
                                 storedBytes: UInt64(memStats.storedPages * MemoryState.pageSize),
                                 readBytes: UInt64(memStats.readPages * MemoryState.pageSize),
                                 writtenBytes: UInt64(stats.storedBytes), chunksWritten: stats.chunksWritten,
-                                chunksReused: stats.chunksReused, seconds: Clock.now() - t0, frozenSeconds: frozen)
+                                chunksReused: stats.chunksReused, seconds: Clock.now() - started, frozenSeconds: frozen)
     }
 
     /// Shared memory objects of the whole job, read while it is frozen.
@@ -139,7 +158,7 @@ public struct Checkpointer {
     /// Everything of one frozen process; its private memory is left in a
     /// snapshot when one could be made.
     private func captureProcess(_ m: TreeFreezer.Member, job: JobHandle, outerToInner: [pid_t: pid_t],
-                                writer: CheckpointWriter, stats: inout MemoryState.CaptureStats) throws(GhostError) -> CapturedProcess {
+                                flags: inout AreaFlags, writer: CheckpointWriter, stats: inout MemoryState.CaptureStats) throws(GhostError) -> CapturedProcess {
         let pid = m.pid
         let st = try ProcFS.stat(pid)
         let status = try ProcFS.status(pid)
@@ -203,7 +222,7 @@ public struct Checkpointer {
         try ctx.syscall.check("munmap of the scratch page", SYS.munmap, scratchAddr, UInt64(scratchSize))
         for f in m.threads { try Tracee(tid: f.pid).setSigmask(masks[f.pid] ?? 0) }
 
-        let mappings = try ProcFS.mappings(pid, flags: true)
+        let mappings = try flags.mappings(pid)
         let vdsoRecord = try VDSOState.capture(mappings: mappings, memory: memory)
         let fds = try FileState.capture(pid: pid, writer: writer)
         var areas = try MemoryState.describe(mappings, pid: pid)

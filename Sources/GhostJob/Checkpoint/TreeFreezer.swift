@@ -51,7 +51,7 @@ struct TreeFreezer {
         var gone = Set<pid_t>()      // tasks seen exiting: not new when listed again
         for _ in 0..<1000 {
             let pids: [pid_t]
-            do { pids = try list(job) } catch { throw .refused(error) }
+            do { pids = try Self.list(job) } catch { throw .refused(error) }
             let listed = Set(pids)
             // A zombie reaped since it was seen has left the tree; a frozen process cannot leave.
             for m in members where !listed.contains(m.pid) {
@@ -108,7 +108,7 @@ struct TreeFreezer {
     }
 
     /// The job's processes, parents before children.
-    private func list(_ job: JobHandle) throws(GhostError) -> [pid_t] {
+    static func list(_ job: JobHandle) throws(GhostError) -> [pid_t] {
         if let initPid = job.initPid { return try JobNamespace.members(initPid: initPid) }
         var out: [pid_t] = [job.rootPid]
         var i = 0

@@ -20,6 +20,9 @@ public enum GhostError: Error, CustomStringConvertible {
     case restore(String)
     /// Bad command-line input.
     case usage(String)
+    /// madvise() changed whether an area is copied by fork while a checkpoint
+    /// used flags read before the freeze (AreaFlags); the checkpoint is retaken.
+    case areaFlagsChanged(pid: pid_t, start: UInt64)
 
     public var description: String {
         switch self {
@@ -31,6 +34,8 @@ public enum GhostError: Error, CustomStringConvertible {
         case let .badImage(s): return "damaged or foreign image: \(s)"
         case let .restore(s): return "restore failed: \(s)"
         case let .usage(s): return s
+        case let .areaFlagsChanged(pid, start):
+            return "process \(pid) changed the fork flags (MADV_DONTFORK/WIPEONFORK) of its area at 0x\(String(start, radix: 16)) during the checkpoint"
         }
     }
 

@@ -29,11 +29,25 @@ enum MemoryState {
                 && !m.path.hasSuffix(" (deleted)") {
                 file = try identity(ofMapped: m, pid: pid)
             }
-            out.append((m, VMARecord(start: m.start, end: m.end, prot: m.prot, kind: kind,
-                                     growsDown: m.vmFlags.contains("gd"), fileOffset: m.offset, file: file, blocks: [])))
+            var v = VMARecord(start: m.start, end: m.end, prot: m.prot, kind: kind,
+                              growsDown: m.vmFlags.contains("gd"), fileOffset: m.offset, file: file, blocks: [])
+            let advice = advices.keys.filter { m.vmFlags.contains($0) }.sorted()
+            v.advice = advice.isEmpty ? nil : advice
+            out.append((m, v))
         }
         return out
     }
+
+    /// VmFlags set by madvise() that change how the area behaves for the job
+    /// (fork, core dumps, huge pages), with their MADV_* values; `required`:
+    /// restoring fails without it (the others are hints a kernel may lack).
+    static let advices: [String: (advice: Int32, required: Bool)] = [
+        "dc": (10, true),   // MADV_DONTFORK: a child does not get the area
+        "wf": (18, true),   // MADV_WIPEONFORK: a child gets it zeroed (e.g. a random generator's state)
+        "dd": (16, true),   // MADV_DONTDUMP
+        "hg": (14, false),  // MADV_HUGEPAGE
+        "nh": (15, false),  // MADV_NOHUGEPAGE
+    ]
 
     /// Areas whose pages a forked copy of the process would not hold as they
     /// are now: shared memory (the job keeps writing it), MADV_DONTFORK and
@@ -396,6 +410,15 @@ enum MemoryState {
         }
         for (start, len, prot) in reprotect {
             try ctx.syscall.check("mprotect \(hex(start))", SYS.mprotect, start, len, UInt64(prot))
+        }
+        for vma in vmas {
+            for name in vma.advice ?? [] {
+                guard let a = advices[name] else { continue }   // from a newer ghost: not known here
+                let r = try ctx.syscall.call(SYS.madvise, vma.start, vma.end - vma.start, UInt64(a.advice))
+                if r < 0 && a.required {
+                    throw .restore("madvise(\(name)) of \(hex(vma.start))-\(hex(vma.end)): \(String(cString: strerror(Int32(-r))))")
+                }
+            }
         }
     }
 
