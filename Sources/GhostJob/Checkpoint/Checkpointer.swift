@@ -232,7 +232,7 @@ public struct Checkpointer {
         // runs again; see Snapshot for how the job is kept from seeing it.
         // Write tracking says which pages changed since the last checkpoint;
         // when that is little, it is read now and no snapshot is needed.
-        let plans = tracking?.plan(ctx: ctx, areas: areas)
+        let plans = tracking?.plan(ctx: ctx, areas: areas) { Self.pagesToRead(areas, $0) > Self.readInFreezePages }
         let parentIsGhost = job.initPid.map { ppidOuter == $0 } ?? (ppidOuter == getpid())
         let snapshot = Self.pagesToRead(areas, plans) > Self.readInFreezePages
             ? (try? Snapshot(of: ctx, placement: parentIsGhost ? .sibling(parent: ppidOuter) : .hiddenChild)) : nil

@@ -72,7 +72,14 @@ public final class WriteTracking {
     /// scans (and re-protects) what was written, registers areas not tracked
     /// yet, and says for each area what must be read. Never fails the
     /// checkpoint: whatever goes wrong makes that area `.full`.
-    func plan(ctx: ProcessContext, areas: [(ProcFS.Mapping, VMARecord)]) -> [Plan] {
+    ///
+    /// `snapshotted(plans)` says whether memory will be read from a forked
+    /// snapshot given these plans. Then new areas are armed without listing
+    /// their pages first (a page-table walk in the freeze): the snapshot's
+    /// own page tables, which a fork copies without the write-protect
+    /// markers, list them.
+    func plan(ctx: ProcessContext, areas: [(ProcFS.Mapping, VMARecord)],
+              snapshotted: ([Plan]) -> Bool) -> [Plan] {
         var plans = [Plan](repeating: .full, count: areas.count)
         guard unavailable == nil, areas.contains(where: { Self.trackable($0.0, $0.1) }) else { return plans }
         let pid = ctx.pid
@@ -80,6 +87,7 @@ public final class WriteTracking {
         if pagemap < 0 { return plans }
         defer { close(pagemap) }
         var proc = processes[pid]
+        var new: [Int] = []
         for (i, (m, v)) in areas.enumerated() where Self.trackable(m, v) {
             switch scanWritten(pagemap: pagemap, m) {
             case .written(let masks):
@@ -89,6 +97,19 @@ public final class WriteTracking {
                     plans[i] = .delta(previous: p, written: masks)
                 }
             case .notRegistered:
+                new.append(i)
+            case .unsupported(let why):
+                unavailable = why
+                Log.info("incremental checkpoints read all memory: \(why)")
+                return plans
+            case .failed:
+                continue
+            }
+        }
+        let listFirst = !new.isEmpty && !snapshotted(plans)
+        for i in new {
+            let (m, v) = areas[i]
+            do {
                 // New area, new process, or one that exec'd: read in full this
                 // time, track from now on.
                 var e = proc.map { register($0, m) } ?? ESRCH
@@ -99,15 +120,13 @@ public final class WriteTracking {
                     e = register(fresh, m)
                 }
                 if e != 0 { continue }   // e.g. the job registered it itself (EBUSY)
+                if !listFirst {
+                    _ = scanWritten(pagemap: pagemap, m)   // arms: protects every page
+                    continue                               // .full, listed from the snapshot
+                }
                 guard let pages = try? MemoryState.pagesToStore(m, kind: v.kind, pagemap: pagemap) else { continue }
-                _ = scanWritten(pagemap: pagemap, m)   // arms: protects every page
+                _ = scanWritten(pagemap: pagemap, m)
                 plans[i] = .fresh(pages)
-            case .unsupported(let why):
-                unavailable = why
-                Log.info("incremental checkpoints read all memory: \(why)")
-                return plans
-            case .failed:
-                continue
             }
         }
         return plans
