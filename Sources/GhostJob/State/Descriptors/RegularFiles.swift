@@ -46,27 +46,19 @@ enum RegularFiles {
         return fd
     }
 
-    /// When the resumer's descriptor `k` is the very file the job's stdio was
-    /// at checkpoint time (`< input`, `> out`, `>> log` given again), it is
-    /// put back where the job was: input is read on from the checkpoint's
-    /// offset, not again from the start, and output written after the
-    /// checkpoint (which the resumed job writes again) is cut off. The offset
-    /// is shared with the resumer's own, as it was with the launcher's.
+    /// When the resumer's descriptor `k` is the very file the job read as
+    /// stdin at checkpoint time (`< input` given again), the job reads on
+    /// from the checkpoint's offset, not again from the start. The offset is
+    /// shared with the resumer's own, as it was with the launcher's. Output
+    /// files are left as they are: the launcher's output is often appended
+    /// to by others too (a Slurm step's output file gets the batch script's
+    /// lines and ghost's log), and `> out` given again already truncated it.
     static func rewindStdio(_ r: FDRecord, _ k: Int32) {
         var now = stat(), then = stat()
-        guard fstat(k, &now) == 0, now.st_mode & S_IFMT == S_IFREG, r.path.hasPrefix("/"),
-              stat(r.path, &then) == 0, now.st_dev == then.st_dev, now.st_ino == then.st_ino else { return }
-        let access = r.flags & O_ACCMODE
-        if access != O_RDONLY && Int64(now.st_size) > r.offset {
-            if ftruncate(k, off_t(r.offset)) == 0 {
-                Log.info("cut \(Int64(now.st_size) - r.offset) bytes written after the checkpoint from \(r.path) "
-                    + "(fd \(r.fd) of the job; it writes them again)")
-            } else {
-                Log.warn("could not cut \(r.path) back to its size at the checkpoint (\(r.offset) bytes): "
-                    + String(cString: strerror(errno)) + "; output after the checkpoint will appear twice")
-            }
-        }
-        if r.flags & O_APPEND == 0 { lseek(k, off_t(r.offset), SEEK_SET) }
+        guard r.flags & O_ACCMODE == O_RDONLY, fstat(k, &now) == 0, now.st_mode & S_IFMT == S_IFREG,
+              r.path.hasPrefix("/"), stat(r.path, &then) == 0, now.st_dev == then.st_dev, now.st_ino == then.st_ino
+        else { return }
+        lseek(k, off_t(r.offset), SEEK_SET)
     }
 
     /// The bytes of a small file, read through a duplicate of the job's descriptor.
