@@ -232,9 +232,9 @@ public struct Checkpointer {
         // runs again; see Snapshot for how the job is kept from seeing it.
         // Write tracking says which pages changed since the last checkpoint;
         // when that is little, it is read now and no snapshot is needed.
-        let plans = tracking?.plan(ctx: ctx, areas: areas) { Self.pagesToRead(areas, $0) > Self.readInFreezePages }
+        let plans = tracking?.plan(ctx: ctx, areas: areas) { Self.wantsSnapshot(areas, $0) }
         let parentIsGhost = job.initPid.map { ppidOuter == $0 } ?? (ppidOuter == getpid())
-        let snapshot = Self.pagesToRead(areas, plans) > Self.readInFreezePages
+        let snapshot = Self.wantsSnapshot(areas, plans)
             ? (try? Snapshot(of: ctx, placement: parentIsGhost ? .sibling(parent: ppidOuter) : .hiddenChild)) : nil
         let inFreeze = snapshot == nil ? Array(areas.indices)
             : areas.indices.filter { MemoryState.notInSnapshot(areas[$0].0, areas[$0].1) }
@@ -258,6 +258,12 @@ public struct Checkpointer {
     /// Below this many pages (4 MiB) to read, reading them while the job is
     /// frozen is quicker than forking a snapshot of it.
     static let readInFreezePages = 1024
+
+    /// Whether memory is read from a forked snapshot (write tracking arms
+    /// new areas on the same answer, so both must come from here).
+    static func wantsSnapshot(_ areas: [(ProcFS.Mapping, VMARecord)], _ plans: [WriteTracking.Plan]?) -> Bool {
+        pagesToRead(areas, plans) > readInFreezePages
+    }
 
     /// At most how many pages a snapshot would be read for (whole areas where
     /// nothing is tracked).

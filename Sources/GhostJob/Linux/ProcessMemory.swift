@@ -67,14 +67,8 @@ final class ProcessMemory: @unchecked Sendable {
         if withoutPinning {
             var off = 0
             for r in ranges {
-                var done = 0
-                while done < r.length {
-                    let n = pread(fd, buffer.baseAddress! + off + done, r.length - done,
-                                  off_t(Int64(bitPattern: r.address + UInt64(done))))
-                    if n < 0 && errno == EINTR { continue }
-                    if n <= 0 { return false }
-                    done += n
-                }
+                let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[off..<(off + r.length)])
+                guard (try? read(at: r.address, into: slice)) != nil else { return false }
                 off += r.length
             }
             return true

@@ -109,25 +109,23 @@ public final class WriteTracking {
         let listFirst = !new.isEmpty && !snapshotted(plans)
         for i in new {
             let (m, v) = areas[i]
-            do {
-                // New area, new process, or one that exec'd: read in full this
-                // time, track from now on.
-                var e = proc.map { register($0, m) } ?? ESRCH
-                if e == ESRCH {   // no userfaultfd yet, or the one of an address space now gone
-                    guard let fresh = makeUffd(ctx: ctx) else { return plans }
-                    proc = fresh
-                    processes[pid] = fresh
-                    e = register(fresh, m)
-                }
-                if e != 0 { continue }   // e.g. the job registered it itself (EBUSY)
-                if !listFirst {
-                    _ = scanWritten(pagemap: pagemap, m)   // arms: protects every page
-                    continue                               // .full, listed from the snapshot
-                }
-                guard let pages = try? MemoryState.pagesToStore(m, kind: v.kind, pagemap: pagemap) else { continue }
-                _ = scanWritten(pagemap: pagemap, m)
-                plans[i] = .fresh(pages)
+            // New area, new process, or one that exec'd: read in full this
+            // time, track from now on.
+            var e = proc.map { register($0, m) } ?? ESRCH
+            if e == ESRCH {   // no userfaultfd yet, or the one of an address space now gone
+                guard let fresh = makeUffd(ctx: ctx) else { return plans }
+                proc = fresh
+                processes[pid] = fresh
+                e = register(fresh, m)
             }
+            if e != 0 { continue }   // e.g. the job registered it itself (EBUSY)
+            if !listFirst {
+                _ = scanWritten(pagemap: pagemap, m)   // arms: protects every page
+                continue                               // .full, listed from the snapshot
+            }
+            guard let pages = try? MemoryState.pagesToStore(m, kind: v.kind, pagemap: pagemap) else { continue }
+            _ = scanWritten(pagemap: pagemap, m)
+            plans[i] = .fresh(pages)
         }
         return plans
     }
