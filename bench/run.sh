@@ -329,6 +329,16 @@ for S in "${SIZES[@]}"; do
           t1=$EPOCHREALTIME; rec "$S" bl_diskz_ms "$(calc "($t1 - $t0) * 1000")"
         else recerr "$S" "dd: $(tail -1 "$WORK/dd.err")" bl_diskz_ms; fi
         rm -f "$WORK/dd.out"
+        # the same with O_DIRECT (as ghost writes packs), then read back with O_DIRECT (as a resume reads them)
+        t0=$EPOCHREALTIME
+        if timeout "$T_BASE" dd if="$RAW.zst" of="$WORK/dd.out" bs=4M oflag=direct conv=fsync status=none 2> "$WORK/dd.err"; then
+          t1=$EPOCHREALTIME; rec "$S" bl_diskzd_ms "$(calc "($t1 - $t0) * 1000")"
+          t0=$EPOCHREALTIME
+          if timeout "$T_BASE" dd if="$WORK/dd.out" of=/dev/null bs=4M iflag=direct status=none 2> "$WORK/dd.err"; then
+            t1=$EPOCHREALTIME; rec "$S" bl_readzd_ms "$(calc "($t1 - $t0) * 1000")"
+          else recerr "$S" "dd: $(tail -1 "$WORK/dd.err")" bl_readzd_ms; fi
+        else recerr "$S" "dd: $(tail -1 "$WORK/dd.err")" bl_diskzd_ms bl_readzd_ms; fi
+        rm -f "$WORK/dd.out"
       fi
       t0=$EPOCHREALTIME
       if timeout 60 dd if="$RAW" of="$WORK/dd.out" bs=4k count=1 conv=fsync status=none 2> "$WORK/dd.err"; then
@@ -517,7 +527,7 @@ REPORT=$WORK/report.md
   row "wrote (MiB)" ck_wrote
   row "image on disk, du (MiB)" ck_du
   row "ghost-run peak RSS over 4 checkpoints, VmHWM (MiB)" gr_hwm
-  sect "ghost: resume after kill -9 (image in page cache)"
+  sect "ghost: resume after kill -9 (image read from disk: packs are written and read with O_DIRECT)"
   row "ghost-resume start → job runs again (ms)" rs_job
   row "ghost-resume start → 'resumed' log line (ms)" rs_line
   sect "ghost: incremental checkpoints"
@@ -547,15 +557,17 @@ REPORT=$WORK/report.md
   row "disk write+fsync of N MiB, dd (ms)" bl_disk_ms
   row "disk write+fsync (GB/s)" bl_disk_gbps
   row "disk write+fsync of the zstd output (ms)" bl_diskz_ms
+  row "disk write+fsync of the zstd output, O_DIRECT (ms)" bl_diskzd_ms
+  row "disk read of the zstd output, O_DIRECT (ms)" bl_readzd_ms
   row "write+fsync of one 4 KiB file (ms)" bl_fsync_ms
   row "first touch of fresh memory: workload warm-up fill (MB/s)" bl_touch_mbps
   # derived medians
   m_() { med "$1" "$2"; }
   b_ckpt() { local a b c; a=$(m_ "$1" bl_readv_ms); b=$(m_ "$1" bl_zstd_ms); c=$(m_ "$1" bl_diskz_ms); [ -n "$a" ] && [ -n "$b" ] && [ -n "$c" ] && calc "$a + $b + $c"; }
-  b_resume() { local a b; a=$(m_ "$1" bl_unzstd_ms); b=$(m_ "$1" bl_readv_ms); [ -n "$a" ] && [ -n "$b" ] && calc "$a + $b"; }
+  b_resume() { local a b c; a=$(m_ "$1" bl_unzstd_ms); b=$(m_ "$1" bl_readv_ms); c=$(m_ "$1" bl_readzd_ms); [ -n "$a" ] && [ -n "$b" ] && [ -n "$c" ] && calc "$a + $b + $c"; }
   brow() { local line="| $1 |" S v; for S in "${SIZES[@]}"; do v=$($2 "$S"); line="$line $([ -n "$v" ] && fmt "$v" || echo n/a) |"; done; echo "$line"; }
   brow "baseline checkpoint = readv + zstd + write+fsync of its output (ms)" b_ckpt
-  brow "baseline resume = zstd -d + readv (ms)" b_resume
+  brow "baseline resume = disk read + zstd -d + readv (ms)" b_resume
   sect "ratios ghost / baseline (medians)"
   g_total() { m_ "$1" ck_total; }; g_frozen() { m_ "$1" ck_frozen; }; b_readv() { m_ "$1" bl_readv_ms; }
   g_du() { m_ "$1" ck_du; }; g_wrote() { m_ "$1" ck_wrote; }; b_zmib() { m_ "$1" bl_zstd_mib; }
@@ -564,7 +576,7 @@ REPORT=$WORK/report.md
   rrow "frozen / readv of the whole job" g_frozen b_readv
   rrow "image on disk / zstd -1 output" g_du b_zmib
   rrow "wrote / zstd -1 output" g_wrote b_zmib
-  rrow "resume / (zstd -d + readv)" g_rs b_resume
+  rrow "resume / (disk read + zstd -d + readv)" g_rs b_resume
   rrow "incremental (nothing changed) / full checkpoint time" g_inc0 g_total
   CRV=$(criu --version 2>/dev/null | awk '/^Version/ {print $2}')
   sect "CRIU ${CRV:-} (measured in this run, same workload, dump to the same disk)"

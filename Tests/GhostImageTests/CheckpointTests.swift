@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import XCTest
 @testable import GhostImage
 
@@ -71,11 +72,12 @@ final class CheckpointTests: XCTestCase {
         do {
             let store = try ImageStore(path: tmp.image, create: true)
             keptID = try commitCheckpoint(store, payload: "one", chunks: [kept]).1[0]
-            // A writer that dies mid-way: chunks stored in its pack, the temp
-            // file of the checkpoint file left behind, no commit.
+            // A writer that dies mid-way: chunks stored in its pack (more than
+            // one staging buffer, so they reach the file before commit), the
+            // temp file of the checkpoint file left behind, no commit.
             let w = try store.beginCheckpoint(zstdLevel: 1)
-            orphanIDs.append(try w.put(randomBytes(70_000, seed: 2)))
-            orphanIDs.append(try w.put(randomBytes(70_000, seed: 3)))
+            orphanIDs.append(try w.put(randomBytes(3 << 20, seed: 2)))
+            orphanIDs.append(try w.put(randomBytes(3 << 20, seed: 3)))
             writeFile(tmp.image + "/checkpoints/.tmp-999999-1-000002.ckpt", Array("GHOSTCKP partial".utf8))
             // What a killed process leaves: its pack, which its writer's abort would have removed.
             let keptPack = (try chunkEntry(store, keptID).path as NSString).lastPathComponent
@@ -105,7 +107,7 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(store.verify(1), [])
         let w = try store.beginCheckpoint(zstdLevel: 1)
         XCTAssertEqual(w.number, 2)
-        XCTAssertEqual(try w.put(randomBytes(70_000, seed: 2)), orphanIDs[0])
+        XCTAssertEqual(try w.put(randomBytes(3 << 20, seed: 2)), orphanIDs[0])
         XCTAssertEqual(w.stats.chunksWritten, 1, "a collected chunk is written again")
         XCTAssertEqual(try w.commit(manifest: []), 2)
         XCTAssertEqual(store.verify(2), [])
@@ -273,12 +275,12 @@ final class CheckpointTests: XCTestCase {
             signal(SIGXFSZ, oldHandler)
         }
 
-        // A put that cannot be written.
+        // A put that cannot be written (bigger than a staging buffer, so it is written at once).
         let w = try store.beginCheckpoint(zstdLevel: 1)
         _ = try w.put(randomBytes(1000, seed: 2))
         limitFileSize(64 << 10)
         guard case .io(_, let path, let code) = expectImageError({ () throws(ImageError) in
-            try w.put(randomBytes(1 << 20, seed: 3))
+            try w.put(randomBytes(5 << 20, seed: 3))
         }) else { return XCTFail("expected an io error") }
         XCTAssertEqual(code, EFBIG)
         XCTAssertTrue(path.hasPrefix(tmp.image + "/packs/"))
@@ -304,5 +306,76 @@ final class CheckpointTests: XCTestCase {
         try store.prune(keep: 5)
         XCTAssertEqual(tempFiles(under: tmp.image), [])
         XCTAssertEqual(store.verify(2), [])
+
+        // Staged chunks that cannot be written at commit: commit fails, can be retried.
+        let w3 = try store.beginCheckpoint(zstdLevel: 1)
+        let staged = randomBytes(200_000, seed: 6)
+        let stagedID = try w3.put(staged)
+        limitFileSize(64 << 10)
+        guard case .io(_, let packPath, EFBIG) = expectImageError({ () throws(ImageError) in
+            try w3.commit(manifest: Array("three".utf8))
+        }) else { return XCTFail("expected EFBIG from commit") }
+        XCTAssertTrue(packPath.hasPrefix(tmp.image + "/packs/"))
+        XCTAssertEqual(store.checkpointNumbers(), [1, 2])
+        limitFileSize(saved.rlim_cur)
+        XCTAssertEqual(try w3.commit(manifest: Array("three".utf8)), 3)
+        XCTAssertEqual(store.verify(3), [])
+        XCTAssertEqual(try ImageStore(path: tmp.image, create: false).readChunk(stagedID), staged)
+    }
+
+    /// Pages of `path` in the page cache (mincore on a mapping of it).
+    private func cachedPages(_ path: String) -> Int {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return -1 }
+        defer { close(fd) }
+        var st = stat()
+        fstat(fd, &st)
+        let size = Int(st.st_size), ps = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard size > 0, let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), map != MAP_FAILED else { return -1 }
+        defer { munmap(map, size) }
+        var vec = [UInt8](repeating: 0, count: (size + ps - 1) / ps)
+        guard mincore(map, size, &vec) == 0 else { return -1 }
+        return vec.reduce(0) { $0 + Int($1 & 1) }
+    }
+
+    func testPacksBypassThePageCacheAndReadBackWithEitherWriter() throws {
+        let tmp = TempDir()
+        var checked = 0
+        for direct in [true, false] {
+            let dir = tmp.image + (direct ? "-direct" : "-buffered")
+            let store = try ImageStore(path: dir, create: true)
+            store.directIO = direct
+            // Chunks of odd sizes, several staging buffers' worth, from two threads at once.
+            let chunks = (0..<24).map { randomBytes(700_001 + $0 * 4099, seed: UInt64($0) + 1) }
+            let w = try store.beginCheckpoint(zstdLevel: 1)
+            let ids = Mutex([ChunkID?](repeating: nil, count: chunks.count))
+            DispatchQueue.concurrentPerform(iterations: 2) { t in
+                for i in stride(from: t, to: chunks.count, by: 2) {
+                    let id = try? w.put(chunks[i])
+                    ids.withLock { $0[i] = id }
+                }
+            }
+            let slots = ids.withLock { $0 }
+            XCTAssertEqual(try w.commit(manifest: []), 1)
+            let packs = packFiles(store)
+            XCTAssertTrue((1...2).contains(packs.count), "one pack per thread writing at the same time")
+            let cached = packs.map { cachedPages(dir + "/packs/" + $0) }.reduce(0, +)
+            let total = packs.map { Int(StoreIO.statAt(AT_FDCWD, dir + "/packs/" + $0)!.st_size) }.reduce(0, +)
+            XCTAssertEqual(total, chunks.reduce(0) { $0 + $1.count + Int(PackEntryHeader.size) },
+                           "packs are gapless: entries and nothing else")
+            if direct {
+                // Only the tails written last may have been read into the cache (partial blocks).
+                XCTAssertLessThan(cached, 8, "O_DIRECT writes must not fill the page cache")
+            } else {
+                XCTAssertGreaterThan(cached, total / 4096 / 2, "buffered writes go through the page cache")
+            }
+            XCTAssertEqual(store.verify(1), [])
+            let reader = try ImageStore(path: dir, create: false)
+            for (i, c) in chunks.enumerated() {
+                XCTAssertEqual(try reader.readChunk(XCTUnwrap(slots[i])), c)
+                checked += 1
+            }
+        }
+        XCTAssertEqual(checked, 48)
     }
 }

@@ -116,6 +116,13 @@ public final class CheckpointWriter: @unchecked Sendable {
         return size.map { l.offset + l.entryBytes <= $0 } ?? false
     }
 
+    /// Whether a committed checkpoint references this chunk and it is still
+    /// there, i.e. whether reuse() would succeed (without recording it).
+    public func isStored(_ id: ChunkID) -> Bool {
+        guard let old = committed[id] else { return false }
+        return looksPresent(id, old)
+    }
+
     /// Records a chunk of a committed checkpoint as used by this one too,
     /// without its bytes (incremental checkpoints reuse unchanged blocks by
     /// ID). False when no committed checkpoint references it: then put() it.

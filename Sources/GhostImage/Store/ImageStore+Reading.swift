@@ -182,10 +182,28 @@ extension ImageStore {
         }
     }
 
+    /// Pack `n` opened with O_DIRECT, or nil where that is off or refused.
+    func directPackFD(_ n: UInt64) -> Int32? {
+        guard directIO else { return nil }
+        if let fd = index.withLock({ $0.directPackFDs[n] }) { return fd >= 0 ? fd : nil }
+        let fd = StoreIO.openAt(dirFD, ImageLayout.packPath(n), O_RDONLY | O_NOFOLLOW | PackWriter.oDirect)
+        let kept = index.withLock { x in
+            if let other = x.directPackFDs[n] {
+                if fd >= 0 { StoreIO.closeQuietly(fd) }
+                return other
+            }
+            x.directPackFDs[n] = fd
+            return fd
+        }
+        return kept >= 0 ? kept : nil
+    }
+
+
     /// Closes cached descriptors of packs about to be deleted or replaced.
     func forgetPacks(_ numbers: Set<UInt64>) {
         let fds = index.withLock { x -> [Int32] in
             let out = numbers.compactMap { x.packFDs.removeValue(forKey: $0) }
+                + numbers.compactMap { x.directPackFDs.removeValue(forKey: $0) }.filter { $0 >= 0 }
             x.locations = x.locations.filter { !numbers.contains($0.value.pack) }
             x.loadedAll = false
             return out
@@ -197,14 +215,14 @@ extension ImageStore {
     /// checks its header against the location and the id, decompresses, and
     /// checks the content hash.
     func decodePacked(_ id: ChunkID, _ l: ChunkLocation, into dst: UnsafeMutableRawPointer?) throws(ImageError) -> Int {
-        let fd = try packFD(l.pack, for: id)
         let rel = ImageLayout.packPath(l.pack)
         let n = Int(l.length)
         let where_ = "\(full(rel)) at offset \(l.offset)"
         let damaged = { (reason: String) -> ImageError in .damagedChunk(id: id, path: where_, reason: reason) }
         let hdr = Int(PackEntryHeader.size)
-        var header = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         let raw = l.stored == l.length
+        let fd = try packFD(l.pack, for: id)
+        var header = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         try withUnsafeMutableBytes(of: &header) { (h) throws(ImageError) in
             if raw {
                 var iov = [iovec(iov_base: h.baseAddress, iov_len: hdr)]
@@ -212,36 +230,44 @@ extension ImageStore {
                 let (got, e) = StoreIO.preadvAll(fd, &iov, at: l.offset)
                 if e != 0 { throw io("read", rel, e) }
                 if got != hdr + n { throw damaged("pack is truncated: entry ends past its end") }
+                try checkEntryHeader(h.baseAddress!, l, id, raw: raw, damaged)
+                return
             }
             try zstd.withDecompressor { (z) throws(ImageError) in
-                if !raw {
-                    z.reserve(hdr + Int(l.stored))
-                    let (got, e) = StoreIO.preadAll(fd, z.buffer, hdr + Int(l.stored), at: Int(l.offset))
-                    if e != 0 { throw io("read", rel, e) }
-                    if got != hdr + Int(l.stored) { throw damaged("pack is truncated: entry ends past its end") }
-                    h.baseAddress!.copyMemory(from: z.buffer, byteCount: hdr)
-                }
-                let parsed: ChunkFileHeader
-                switch ChunkFileHeader.parse(h.baseAddress!) {
-                case .success(let p): parsed = p
-                case .failure(let p): throw damaged("entry header: \(p.reason)")
-                }
-                if parsed.length != n || parsed.compressed == raw || PackEntryHeader.stored(h.baseAddress!) != l.stored {
-                    throw damaged("entry header does not match the checkpoint's record of it")
-                }
-                if XXH128Digest(canonical: h.baseAddress! + PackEntryHeader.idOffset) != id.digest {
-                    throw damaged("entry header names another chunk")
-                }
-                if !raw {
-                    let r = ZSTD_decompressDCtx(z.dctx, dst, n, z.buffer + hdr, Int(l.stored))
-                    if ZstdScratch.isError(r) { throw damaged("data does not decompress (\(ZstdScratch.errorName(r)))") }
-                    if r != n { throw damaged("data decompresses to \(r) bytes, header says \(n)") }
-                }
+                z.reserve(hdr + Int(l.stored))
+                let (got, e) = StoreIO.preadAll(fd, z.buffer, hdr + Int(l.stored), at: Int(l.offset))
+                if e != 0 { throw io("read", rel, e) }
+                if got != hdr + Int(l.stored) { throw damaged("pack is truncated: entry ends past its end") }
+                try checkEntryHeader(z.buffer, l, id, raw: raw, damaged)
+                try Self.decompress(z, z.buffer + hdr, l, into: dst, damaged)
             }
         }
         let actual = XXH128Digest.of(dst, count: n)
         if actual != id.digest { throw damaged("its content does not match its name (content hash \(actual.hex))") }
         return n
+    }
+
+    /// The entry header must be a good chunk header naming `id`, agreeing with the location.
+    func checkEntryHeader(_ h: UnsafeRawPointer, _ l: ChunkLocation, _ id: ChunkID, raw: Bool,
+                                  _ damaged: (String) -> ImageError) throws(ImageError) {
+        let parsed: ChunkFileHeader
+        switch ChunkFileHeader.parse(h) {
+        case .success(let p): parsed = p
+        case .failure(let p): throw damaged("entry header: \(p.reason)")
+        }
+        if parsed.length != Int(l.length) || parsed.compressed == raw || PackEntryHeader.stored(h) != l.stored {
+            throw damaged("entry header does not match the checkpoint's record of it")
+        }
+        if XXH128Digest(canonical: h + PackEntryHeader.idOffset) != id.digest {
+            throw damaged("entry header names another chunk")
+        }
+    }
+
+    static func decompress(_ z: ZstdScratch, _ data: UnsafeRawPointer, _ l: ChunkLocation,
+                                   into dst: UnsafeMutableRawPointer?, _ damaged: (String) -> ImageError) throws(ImageError) {
+        let r = ZSTD_decompressDCtx(z.dctx, dst, Int(l.length), data, Int(l.stored))
+        if ZstdScratch.isError(r) { throw damaged("data does not decompress (\(ZstdScratch.errorName(r)))") }
+        if r != Int(l.length) { throw damaged("data decompresses to \(r) bytes, header says \(l.length)") }
     }
 
     /// A loose chunk file (images written before packs).

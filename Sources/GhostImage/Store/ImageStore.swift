@@ -13,6 +13,9 @@ public final class ImageStore: @unchecked Sendable {
     public let path: String
     let dirFD: Int32
     let zstd = ZstdContextPool()
+    let stagingBuffers = StagingBufferPool()
+    /// Whether packs are written with O_DIRECT (see PackWriter); set before writing.
+    var directIO = PackWriter.directIOByDefault
     private let state = Mutex(State())
     /// Where chunks are (from every checkpoint file read so far) and open packs.
     let index = Mutex(ChunkIndex())
@@ -22,6 +25,8 @@ public final class ImageStore: @unchecked Sendable {
         /// All checkpoint files were read into `locations` once.
         var loadedAll = false
         var packFDs: [UInt64: Int32] = [:]
+        /// The same packs opened with O_DIRECT, for large reads (-1: refused).
+        var directPackFDs: [UInt64: Int32] = [:]
     }
 
     private struct State {
@@ -60,7 +65,9 @@ public final class ImageStore: @unchecked Sendable {
     deinit {
         let lockFD = state.withLock { $0.lockFD }
         if lockFD >= 0 { StoreIO.closeQuietly(lockFD) }
-        for fd in index.withLock({ $0.packFDs.values }) { StoreIO.closeQuietly(fd) }
+        for fd in index.withLock({ Array($0.packFDs.values) + $0.directPackFDs.values }) where fd >= 0 {
+            StoreIO.closeQuietly(fd)
+        }
         StoreIO.closeQuietly(dirFD)
     }
 

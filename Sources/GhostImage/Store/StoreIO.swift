@@ -42,6 +42,22 @@ enum StoreIO {
         return (done, 0)
     }
 
+    /// Like preadAll, for descriptors that may be O_DIRECT: a short read ends
+    /// the file, so no read is retried at the unaligned offset it leaves.
+    static func preadUntilEnd(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) -> (Int, Int32) {
+        var done = 0
+        while done < count {
+            let n = pread(fd, p + done, count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return (done, errno)
+            }
+            done += n
+            if n == 0 || (offset + done) % PackWriter.alignment != 0 { break }
+        }
+        return (done, 0)
+    }
+
     static func fsyncRetry(_ fd: Int32) -> Int32 {
         while fsync(fd) != 0 {
             if errno != EINTR { return errno }
@@ -121,29 +137,17 @@ enum StoreIO {
 }
 
 extension StoreIO {
-    /// Writes all of `iov` at `offset` (loops on short writes). 0 or errno.
-    static func pwritevAll(_ fd: Int32, _ iov: inout [iovec], at offset: UInt64) -> Int32 {
-        var off = off_t(offset)
-        var first = 0
-        while first < iov.count {
-            let n = iov.withUnsafeMutableBufferPointer { b in
-                pwritev(fd, b.baseAddress! + first, Int32(b.count - first), off)
-            }
+    /// Writes `count` bytes at `offset` (loops on short writes). 0 or errno.
+    static func pwriteAll(_ fd: Int32, _ p: UnsafeRawPointer, _ count: Int, at offset: UInt64) -> Int32 {
+        var done = 0
+        while done < count {
+            let n = pwrite(fd, p + done, count - done, off_t(offset) + off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
                 return errno
             }
             if n == 0 { return EIO }
-            off += off_t(n)
-            var left = n
-            while first < iov.count && left >= iov[first].iov_len {
-                left -= iov[first].iov_len
-                first += 1
-            }
-            if left > 0 {
-                iov[first].iov_base = iov[first].iov_base! + left
-                iov[first].iov_len -= left
-            }
+            done += n
         }
         return 0
     }

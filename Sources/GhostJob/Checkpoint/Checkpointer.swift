@@ -92,7 +92,7 @@ public struct Checkpointer {
             let rest = captured[i].areas.indices.filter { !MemoryState.notInSnapshot(captured[i].areas[$0].0, captured[i].areas[$0].1) }
             try MemoryState.storePages(&captured[i].areas, which: rest, plans: captured[i].plans, pid: snap.pid, memory: snap.memory, writer: writer,
                                        workers: Self.workers, stats: &memStats)
-            snap.discard()
+            snap.kill()   // its address space is torn down while the checkpoint is committed
         }
         try flags.verify(Set(captured.filter { $0.snapshot != nil }.map(\.outerPid)))
         let processes = captured.map { c -> ProcessRecord in
@@ -123,6 +123,7 @@ public struct Checkpointer {
         }
         committed = true
         tracking?.committed(captured.map { ($0.outerPid, $0.areas.map(\.1)) })
+        for c in captured { c.snapshot?.discard() }
         let stats = writer.stats
         return CheckpointResult(number: number, mappedBytes: memStats.mappedBytes,
                                 storedBytes: UInt64(memStats.storedPages * MemoryState.pageSize),
@@ -232,7 +233,7 @@ public struct Checkpointer {
         // runs again; see Snapshot for how the job is kept from seeing it.
         // Write tracking says which pages changed since the last checkpoint;
         // when that is little, it is read now and no snapshot is needed.
-        let plans = tracking?.plan(ctx: ctx, areas: areas) { Self.wantsSnapshot(areas, $0) }
+        let plans = tracking?.plan(ctx: ctx, areas: areas, stored: { writer.isStored($0) }) { Self.wantsSnapshot(areas, $0) }
         let parentIsGhost = job.initPid.map { ppidOuter == $0 } ?? (ppidOuter == getpid())
         let snapshot = Self.wantsSnapshot(areas, plans)
             ? (try? Snapshot(of: ctx, placement: parentIsGhost ? .sibling(parent: ppidOuter) : .hiddenChild)) : nil
@@ -279,9 +280,11 @@ public struct Checkpointer {
         return n
     }
 
-    /// Threads used to read, hash and compress memory: the CPUs ghost may run on.
+    /// Threads used to read, hash, compress and write memory: two per CPU
+    /// ghost may run on (at most 8), because a thread writing its staging
+    /// buffer to a pack (O_DIRECT) waits for the disk without using its CPU.
     static var workers: Int {
-        max(1, min(Int(ghost_cpu_count()), 8))
+        max(1, min(2 * Int(ghost_cpu_count()), 8))
     }
 
     /// Without namespaces, PIDs and thread IDs cannot be given back, and

@@ -56,7 +56,7 @@ final class Snapshot {
             memory = try ProcessMemory(pid: pid, writable: false, withoutPinning: true)
         } catch {
             alive = false
-            kill(pid, SIGKILL)
+            Glibc.kill(pid, SIGKILL)
             var st: Int32 = 0
             waitpid(pid, &st, __WALL)
             if case .hiddenChild = placement { Self.reap(inner, in: ctx) }
@@ -64,10 +64,20 @@ final class Snapshot {
         }
     }
 
+    private var killed = false
+
+    /// Kills the copy without waiting: the kernel frees its address space
+    /// (tens of ms for GiBs) while ghost goes on; discard() reaps it.
+    func kill() {
+        guard alive, !killed else { return }
+        killed = true
+        Glibc.kill(pid, SIGKILL)
+    }
+
     func discard() {
         guard alive else { return }
+        kill()
         alive = false
-        kill(pid, SIGKILL)
         var st: Int32 = 0
         while waitpid(pid, &st, __WALL) < 0 && errno == EINTR {}
         guard case .hiddenChild = placement else { return }
@@ -83,7 +93,7 @@ final class Snapshot {
                                      gadget: try RemoteSyscall.findGadget(memory: memory, start: vdso.start, end: vdso.end))
             Self.reap(innerPid, in: ctx)
         } catch {
-            if kill(process, 0) == 0 {
+            if Glibc.kill(process, 0) == 0 {
                 Log.warn("could not reap the snapshot of process \(process) (\(error)); it stays as a zombie child of it")
             }
         }

@@ -400,13 +400,25 @@ enum MemoryState {
                                                writable: mapProt & PROT_WRITE != 0) }
             if mapProt != vma.prot { reprotect.append((vma.start, len, vma.prot)) }
         }
-        // Contents, on several threads (read + decompress + write into the process).
+        // Contents, on several threads (read + decompress + write into the
+        // process), chunks that lie together in a pack read together.
         let memory = ctx.memory, fills = jobs
         Progress.add(total: jobs.reduce(0) { $0 + $1.block.pageMask.nonzeroBitCount } * pageSize)
-        try Parallel.run(count: fills.count, workers: Checkpointer.workers, makeState: { () }) {
-            (_: inout Void, i: Int) throws(GhostError) in
-            try fill(fills[i], store: store, memory: memory, blockPages: blockPages)
-            Progress.add(done: fills[i].block.pageMask.nonzeroBitCount * pageSize)
+        let ids = fills.map(\.block.chunk)
+        let groups = store.readGroups(ids)
+        try Parallel.run(count: groups.count, workers: Checkpointer.workers,
+                         makeState: { ScratchBuffer(size: blockPages * pageSize) }) {
+            (scratch: inout ScratchBuffer, g: Int) throws(GhostError) in
+            var failure: GhostError?
+            do throws(ImageError) {
+                try store.readGroup(ids, groups[g], scratch: scratch.bytes) { i, data in
+                    do throws(GhostError) { try fill(fills[i], data: data, store: store, memory: memory, blockPages: blockPages) }
+                    catch { failure = error; return false }
+                    Progress.add(done: fills[i].block.pageMask.nonzeroBitCount * pageSize)
+                    return true
+                }
+            } catch { throw .image(error) }
+            if let failure { throw failure }
         }
         for (start, len, prot) in reprotect {
             try ctx.syscall.check("mprotect \(hex(start))", SYS.mprotect, start, len, UInt64(prot))
@@ -428,24 +440,33 @@ enum MemoryState {
         var writable: Bool
     }
 
-    /// Writes one stored block back into the restored process.
-    static func fill(_ j: BlockFill, store: ImageStore, memory: ProcessMemory, blockPages: Int) throws(GhostError) {
+    /// Writes one stored block (`chunk`: its base chunk's bytes) back into the restored process.
+    static func fill(_ j: BlockFill, data chunk: UnsafeRawBufferPointer, store: ImageStore, memory: ProcessMemory,
+                     blockPages: Int) throws(GhostError) {
+        if j.block.overlays != nil || j.block.baseMask != nil {
+            let data = try layered(j.block, base: Array(chunk), store: store)
+            try data.withUnsafeBytes { d in
+                Result { () throws(GhostError) in try fill(j, pages: d, memory: memory, blockPages: blockPages) }
+            }.get()
+            return
+        }
+        try fill(j, pages: chunk, memory: memory, blockPages: blockPages)
+    }
+
+    /// Writes the pages of `block.pageMask`, in order, into the restored process.
+    private static func fill(_ j: BlockFill, pages data: UnsafeRawBufferPointer, memory: ProcessMemory,
+                             blockPages: Int) throws(GhostError) {
         let ps = UInt64(pageSize)
-        var data: [UInt8]
-        do { data = try store.readChunk(j.block.chunk) } catch { throw .image(error) }
         let blockStart = j.vmaStart + UInt64(j.block.index) * UInt64(blockPages) * ps
         var pages: [UInt64] = []
         for bit in 0..<64 where j.block.pageMask >> UInt64(bit) & 1 == 1 {
             pages.append(blockStart + UInt64(bit) * ps)
         }
-        if j.block.overlays != nil || j.block.baseMask != nil {
-            data = try layered(j.block, base: data, store: store)
-        }
         guard data.count == pages.count * pageSize, pages.last.map({ $0 < j.vmaEnd }) ?? true else {
             throw .badImage("memory chunk \(j.block.chunk) does not match block \(j.block.index) of \(hex(j.vmaStart))")
         }
         let runs = coalesce(pages)
-        let ok = j.writable && data.withUnsafeBytes { memory.writeRanges(runs, from: $0) }
+        let ok = j.writable && memory.writeRanges(runs, from: data)
         if !ok {
             var off = 0
             for r in runs {

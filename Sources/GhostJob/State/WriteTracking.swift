@@ -78,7 +78,12 @@ public final class WriteTracking {
     /// their pages first (a page-table walk in the freeze): the snapshot's
     /// own page tables, which a fork copies without the write-protect
     /// markers, list them.
-    func plan(ctx: ProcessContext, areas: [(ProcFS.Mapping, VMARecord)],
+    ///
+    /// `stored(chunk)` says whether a chunk of the previous checkpoint is
+    /// still in the image: an area whose blocks are not all there (image
+    /// files deleted or damaged since) is read in full, and counted so when
+    /// deciding on a snapshot, rather than read page by page in the freeze.
+    func plan(ctx: ProcessContext, areas: [(ProcFS.Mapping, VMARecord)], stored: (ChunkID) -> Bool,
               snapshotted: ([Plan]) -> Bool) -> [Plan] {
         var plans = [Plan](repeating: .full, count: areas.count)
         guard unavailable == nil, areas.contains(where: { Self.trackable($0.0, $0.1) }) else { return plans }
@@ -91,7 +96,8 @@ public final class WriteTracking {
         for (i, (m, v)) in areas.enumerated() where Self.trackable(m, v) {
             switch scanWritten(pagemap: pagemap, m) {
             case .written(let masks):
-                if let p = proc?.previous[m.start], p.kind == v.kind, p.file == v.file, p.fileOffset == v.fileOffset {
+                if let p = proc?.previous[m.start], p.kind == v.kind, p.file == v.file, p.fileOffset == v.fileOffset,
+                   p.blocks.allSatisfy({ b in stored(b.chunk) && (b.overlays ?? []).allSatisfy { stored($0.chunk) } }) {
                     var masks = masks
                     if p.end < m.end { Self.markRange(&masks, area: m.start, from: p.end, to: m.end) }
                     plans[i] = .delta(previous: p, written: masks)
