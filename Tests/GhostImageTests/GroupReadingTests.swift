@@ -18,6 +18,17 @@ final class GroupReadingTests: XCTestCase {
         }
     }
 
+    /// A store holding `chunks()` in checkpoint 1.
+    private func committed(_ tmp: TempDir, direct: Bool = true) throws -> (ImageStore, [ChunkID], [[UInt8]]) {
+        let store = try ImageStore(path: tmp.image, create: true)
+        store.directIO = direct
+        let data = chunks()
+        let w = try store.beginCheckpoint(zstdLevel: 1)
+        let ids = try data.map { try w.put($0) }
+        XCTAssertEqual(try w.commit(manifest: []), 1)
+        return (store, ids, data)
+    }
+
     private func readAll(_ store: ImageStore, _ ids: [ChunkID]) throws(ImageError) -> ([[UInt8]?], [[Int]]) {
         let groups = store.readGroups(ids)
         var out = [[UInt8]?](repeating: nil, count: ids.count)
@@ -36,12 +47,7 @@ final class GroupReadingTests: XCTestCase {
     func testEveryChunkComesBackOnceInFewReadsWithEitherIO() throws {
         for direct in [true, false] {
             let tmp = TempDir()
-            let store = try ImageStore(path: tmp.image, create: true)
-            store.directIO = direct
-            let data = chunks()
-            let w = try store.beginCheckpoint(zstdLevel: 1)
-            let ids = try data.map { try w.put($0) }
-            XCTAssertEqual(try w.commit(manifest: []), 1)
+            let (_, ids, data) = try committed(tmp, direct: direct)
             let reader = try ImageStore(path: tmp.image, create: false)
             reader.directIO = direct
             let (out, groups) = try readAll(reader, ids)
@@ -70,11 +76,7 @@ final class GroupReadingTests: XCTestCase {
 
     func testDamageInsideAGroupIsReportedForThatChunk() throws {
         let tmp = TempDir()
-        let store = try ImageStore(path: tmp.image, create: true)
-        let data = chunks()
-        let w = try store.beginCheckpoint(zstdLevel: 1)
-        let ids = try data.map { try w.put($0) }
-        XCTAssertEqual(try w.commit(manifest: []), 1)
+        let (store, ids, _) = try committed(tmp)
         let victim = ids[5]
         let (path, offset) = try chunkEntry(store, victim)
         flipByte(path, at: offset + Int(PackEntryHeader.size) + 1000)
@@ -87,11 +89,7 @@ final class GroupReadingTests: XCTestCase {
 
     func testStoppingEarlyDeliversNothingMore() throws {
         let tmp = TempDir()
-        let store = try ImageStore(path: tmp.image, create: true)
-        let data = chunks()
-        let w = try store.beginCheckpoint(zstdLevel: 1)
-        let ids = try data.map { try w.put($0) }
-        XCTAssertEqual(try w.commit(manifest: []), 1)
+        let (store, ids, _) = try committed(tmp)
         let groups = store.readGroups(ids)
         let big = try XCTUnwrap(groups.first { $0.count > 2 })
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 262_144, alignment: 64)

@@ -66,9 +66,13 @@ extension ImageStore {
         let rel = ImageLayout.packPath(first.pack)
         let buffer = stagingBuffers.take()
         defer { stagingBuffers.give(buffer) }
-        var fd: Int32
-        if let direct = directPackFD(first.pack) { fd = direct } else { fd = try packFD(first.pack, for: ids[firstIndex]) }
-        let (got, e) = StoreIO.preadUntilEnd(fd, buffer, Int(end - start), at: Int(start))
+        var got = 0, e: Int32 = EINVAL
+        if let direct = directPackFD(first.pack) {
+            (got, e) = StoreIO.preadAll(direct, buffer, Int(end - start), at: Int(start), direct: true)
+        }
+        if e == EINVAL {   // no O_DIRECT here, or an alignment this device does not take
+            (got, e) = StoreIO.preadAll(try packFD(first.pack, for: ids[firstIndex]), buffer, Int(end - start), at: Int(start))
+        }
         if e != 0 { throw io("read", rel, e) }
         for (i, l) in zip(group, locations) {
             let id = ids[i]

@@ -28,7 +28,10 @@ enum StoreIO {
     }
 
     /// Reads up to `count` bytes at `offset`; returns how many (fewer only at end of file) or the errno.
-    static func preadAll(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) -> (Int, Int32) {
+    /// `direct` (an O_DIRECT descriptor): a short read ends the file, so no
+    /// read is retried at the unaligned offset it leaves.
+    static func preadAll(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, at offset: Int,
+                         direct: Bool = false) -> (Int, Int32) {
         var done = 0
         while done < count {
             let n = pread(fd, p + done, count - done, off_t(offset + done))
@@ -38,22 +41,7 @@ enum StoreIO {
             }
             if n == 0 { break }
             done += n
-        }
-        return (done, 0)
-    }
-
-    /// Like preadAll, for descriptors that may be O_DIRECT: a short read ends
-    /// the file, so no read is retried at the unaligned offset it leaves.
-    static func preadUntilEnd(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) -> (Int, Int32) {
-        var done = 0
-        while done < count {
-            let n = pread(fd, p + done, count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return (done, errno)
-            }
-            done += n
-            if n == 0 || (offset + done) % PackWriter.alignment != 0 { break }
+            if direct && (offset + done) % PackWriter.alignment != 0 { break }
         }
         return (done, 0)
     }

@@ -1,16 +1,21 @@
-import Dispatch
+import Glibc
 import Synchronization
 
 /// Runs `body(i)` for i in 0..<count on up to `workers` threads; each thread
 /// has its own scratch state from `makeState`. The first error stops the
 /// remaining work and is thrown.
+///
+/// Real threads, not DispatchQueue.concurrentPerform: that runs no more
+/// iterations at once than there are CPUs, and workers spend much of their
+/// time waiting for the disk (O_DIRECT writes and reads), so more of them
+/// than CPUs keep both the CPUs and the disk busy.
 enum Parallel {
     static func run<State>(count: Int, workers: Int, makeState: @escaping @Sendable () -> State,
                            body: @escaping @Sendable (inout State, Int) throws(GhostError) -> Void) throws(GhostError) {
         let next = Atomic<Int>(0)
         let failure = Mutex<GhostError?>(nil)
         let n = max(1, min(workers, count))
-        DispatchQueue.concurrentPerform(iterations: n) { _ in
+        let work: @Sendable () -> Void = {
             var state = makeState()
             while true {
                 let i = next.add(1, ordering: .relaxed).oldValue
@@ -22,7 +27,28 @@ enum Parallel {
                 }
             }
         }
+        var threads: [pthread_t] = []
+        for _ in 1..<n {
+            let box = Unmanaged.passRetained(WorkBox(work)).toOpaque()
+            var t = pthread_t()
+            if pthread_create(&t, nil, { arg in
+                let w = Unmanaged<WorkBox>.fromOpaque(arg!).takeRetainedValue()
+                w.run()
+                return nil
+            }, box) == 0 {
+                threads.append(t)
+            } else {
+                Unmanaged<WorkBox>.fromOpaque(box).release()   // fewer threads: the others take its share
+            }
+        }
+        work()
+        for t in threads { pthread_join(t, nil) }
         if let e = failure.withLock({ $0 }) { throw e }
+    }
+
+    private final class WorkBox {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
     }
 }
 
