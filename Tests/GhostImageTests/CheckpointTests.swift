@@ -378,4 +378,17 @@ final class CheckpointTests: XCTestCase {
         }
         XCTAssertEqual(checked, 48)
     }
+
+    func testASmallCheckpointWritesOnePackEvenFromSeveralThreads() throws {
+        let tmp = TempDir()
+        let store = try ImageStore(path: tmp.image, create: true)
+        let chunks = (0..<64).map { randomBytes(65_536 + $0, seed: UInt64($0) + 100) }   // 4 MiB in all
+        let w = try store.beginCheckpoint(zstdLevel: 1)
+        DispatchQueue.concurrentPerform(iterations: 4) { t in
+            for i in stride(from: t, to: chunks.count, by: 4) { XCTAssertNotNil(try? w.put(chunks[i])) }
+        }
+        XCTAssertEqual(try w.commit(manifest: []), 1)
+        XCTAssertEqual(packFiles(store).count, 1, "one fsync for a small checkpoint, not one per thread")
+        XCTAssertEqual(store.verify(1), [])
+    }
 }
