@@ -118,16 +118,18 @@ public final class CheckpointWriter: @unchecked Sendable {
 
     /// Whether a committed checkpoint references this chunk and it is still
     /// there, i.e. whether reuse() would succeed (without recording it).
-    public func isStored(_ id: ChunkID) -> Bool {
-        guard let old = committed[id] else { return false }
-        return looksPresent(id, old)
+    public func isStored(_ id: ChunkID) -> Bool { storedLocation(id) != nil }
+
+    private func storedLocation(_ id: ChunkID) -> ChunkLocation? {
+        guard let old = committed[id], looksPresent(id, old) else { return nil }
+        return old
     }
 
     /// Records a chunk of a committed checkpoint as used by this one too,
     /// without its bytes (incremental checkpoints reuse unchanged blocks by
     /// ID). False when no committed checkpoint references it: then put() it.
     public func reuse(_ id: ChunkID) -> Bool {
-        guard let old = committed[id], looksPresent(id, old) else { return false }
+        guard let old = storedLocation(id) else { return false }
         state.withLock { s in
             if s.entries[id] == nil { s.entries[id] = .stored(old) }
         }

@@ -10,6 +10,11 @@ extension ImageStore {
     /// Unused bytes between two chunks of one group at most (read and dropped).
     static let groupGap: UInt64 = 64 << 10
 
+    /// A packed entry that one staging buffer holds wherever it starts.
+    static func fitsGroup(_ l: ChunkLocation) -> Bool {
+        !l.isLoose && l.entryBytes + 2 * UInt64(PackWriter.alignment) <= UInt64(PackWriter.stageBytes)
+    }
+
     /// Splits `ids` into groups of indices to pass to `readGroup`, each a run
     /// of chunks close together in one pack, or a single chunk.
     public func readGroups(_ ids: [ChunkID]) -> [[Int]] {
@@ -17,7 +22,7 @@ extension ImageStore {
         var packed: [(index: Int, location: ChunkLocation)] = []
         var groups: [[Int]] = []
         for (i, id) in ids.enumerated() {
-            if let l = try? location(of: id), !l.isLoose, l.entryBytes + 2 * align <= limit {
+            if let l = try? location(of: id), Self.fitsGroup(l) {
                 packed.append((i, l))
             } else {
                 groups.append([i])   // loose, unknown (readGroup reports it) or too large
@@ -53,8 +58,7 @@ extension ImageStore {
                           _ body: (Int, UnsafeRawBufferPointer) -> Bool) throws(ImageError) {
         guard let firstIndex = group.first else { return }
         let first = try location(of: ids[firstIndex])
-        guard group.count > 1 || (!first.isLoose && first.entryBytes + 2 * UInt64(PackWriter.alignment)
-                                  <= UInt64(PackWriter.stageBytes)) else {
+        guard group.count > 1 || Self.fitsGroup(first) else {
             let bytes = try readChunk(ids[firstIndex])
             _ = bytes.withUnsafeBytes { body(firstIndex, $0) }
             return
@@ -101,8 +105,7 @@ extension ImageStore {
                 }
                 data = UnsafeRawPointer(out.baseAddress!)
             }
-            let actual = XXH128Digest.of(data, count: n)
-            if actual != id.digest { throw damaged("its content does not match its name (content hash \(actual.hex))") }
+            try checkContent(data, n, id, damaged)
             if !body(i, UnsafeRawBufferPointer(start: data, count: n)) { return }
         }
     }

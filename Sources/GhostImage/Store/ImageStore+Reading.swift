@@ -198,7 +198,6 @@ extension ImageStore {
         return kept >= 0 ? kept : nil
     }
 
-
     /// Closes cached descriptors of packs about to be deleted or replaced.
     func forgetPacks(_ numbers: Set<UInt64>) {
         let fds = index.withLock { x -> [Int32] in
@@ -215,14 +214,14 @@ extension ImageStore {
     /// checks its header against the location and the id, decompresses, and
     /// checks the content hash.
     func decodePacked(_ id: ChunkID, _ l: ChunkLocation, into dst: UnsafeMutableRawPointer?) throws(ImageError) -> Int {
+        let fd = try packFD(l.pack, for: id)
         let rel = ImageLayout.packPath(l.pack)
         let n = Int(l.length)
         let where_ = "\(full(rel)) at offset \(l.offset)"
         let damaged = { (reason: String) -> ImageError in .damagedChunk(id: id, path: where_, reason: reason) }
         let hdr = Int(PackEntryHeader.size)
-        let raw = l.stored == l.length
-        let fd = try packFD(l.pack, for: id)
         var header = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        let raw = l.stored == l.length
         try withUnsafeMutableBytes(of: &header) { (h) throws(ImageError) in
             if raw {
                 var iov = [iovec(iov_base: h.baseAddress, iov_len: hdr)]
@@ -242,14 +241,20 @@ extension ImageStore {
                 try Self.decompress(z, z.buffer + hdr, l, into: dst, damaged)
             }
         }
-        let actual = XXH128Digest.of(dst, count: n)
-        if actual != id.digest { throw damaged("its content does not match its name (content hash \(actual.hex))") }
+        try checkContent(dst, n, id, damaged)
         return n
+    }
+
+    /// The uncompressed bytes must hash to the chunk's id.
+    func checkContent(_ p: UnsafeRawPointer?, _ n: Int, _ id: ChunkID,
+                      _ damaged: (String) -> ImageError) throws(ImageError) {
+        let actual = XXH128Digest.of(p, count: n)
+        if actual != id.digest { throw damaged("its content does not match its name (content hash \(actual.hex))") }
     }
 
     /// The entry header must be a good chunk header naming `id`, agreeing with the location.
     func checkEntryHeader(_ h: UnsafeRawPointer, _ l: ChunkLocation, _ id: ChunkID, raw: Bool,
-                                  _ damaged: (String) -> ImageError) throws(ImageError) {
+                          _ damaged: (String) -> ImageError) throws(ImageError) {
         let parsed: ChunkFileHeader
         switch ChunkFileHeader.parse(h) {
         case .success(let p): parsed = p
@@ -264,7 +269,7 @@ extension ImageStore {
     }
 
     static func decompress(_ z: ZstdScratch, _ data: UnsafeRawPointer, _ l: ChunkLocation,
-                                   into dst: UnsafeMutableRawPointer?, _ damaged: (String) -> ImageError) throws(ImageError) {
+                           into dst: UnsafeMutableRawPointer?, _ damaged: (String) -> ImageError) throws(ImageError) {
         let r = ZSTD_decompressDCtx(z.dctx, dst, Int(l.length), data, Int(l.stored))
         if ZstdScratch.isError(r) { throw damaged("data does not decompress (\(ZstdScratch.errorName(r)))") }
         if r != Int(l.length) { throw damaged("data decompresses to \(r) bytes, header says \(l.length)") }
@@ -379,8 +384,7 @@ extension ImageStore {
                 if got != n { throw damaged("file shrank while being read") }
             }
         }
-        let actual = XXH128Digest.of(dst, count: n)
-        if actual != id.digest { throw damaged("its content does not match its name (content hash \(actual.hex))") }
+        try checkContent(dst, n, id, damaged)
         return n
     }
 }

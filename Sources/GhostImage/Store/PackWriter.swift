@@ -4,7 +4,8 @@ import Synchronization
 /// Appends the chunks of one writer to pack files (`packs/NNNNNNNNNNNN.pack`).
 ///
 /// Each appending thread takes a *lane*: its own pack and a staging buffer
-/// (after the first 16 MiB; before, they share one). Threads never write the same file (ext4 serialises the writers of one
+/// (past the writer's first 16 MiB; before, they take turns on one). Threads
+/// never write the same file at once (ext4 serialises the writers of one
 /// file on its inode lock, which showed in profiles as CPU spent spinning).
 /// A full staging buffer is written with O_DIRECT: the bytes go from ghost's
 /// buffer to the disk without a copy into the page cache. On the VMs ghost is
@@ -26,9 +27,14 @@ final class PackWriter: @unchecked Sendable {
     /// O_DIRECT offsets, lengths and buffers are multiples of this (a page:
     /// enough for every logical block size in use).
     static let alignment = 4096
+    /// Appended bytes after which threads get lanes of their own.
+    static let splitAfter = UInt64(16 << 20)
 
     private let store: ImageStore
     private let state: Mutex<State>
+    private let appended = Atomic<UInt64>(0)
+    /// The lane of the first `splitAfter` bytes.
+    private let first = Mutex<Lane?>(nil)
 
     struct Pack {
         var number: UInt64
@@ -81,11 +87,6 @@ final class PackWriter: @unchecked Sendable {
         state.withLock { $0.free.append(lane) }
         return location
     }
-
-    /// Appended bytes after which threads get lanes of their own.
-    static let splitAfter = UInt64(16 << 20)
-    private let appended = Atomic<UInt64>(0)
-    private let first = Mutex<Lane?>(nil)
 
     private func append(to lane: Lane, header: UnsafeRawPointer, parts: [(UnsafeRawPointer, Int)], stored: Int,
                         length: Int) throws(ImageError) -> ChunkLocation {
@@ -164,7 +165,8 @@ final class PackWriter: @unchecked Sendable {
                 (lane.buffer + lane.staged).initializeMemory(as: UInt8.self, repeating: 0, count: count - lane.staged)
             }
             try write(lane, count)
-            if lane.pack!.direct && ftruncate(pack.fd, off_t(pack.size)) != 0 {
+            // Padded (even if write() fell back to the page cache): cut back.
+            if count != lane.staged && ftruncate(pack.fd, off_t(pack.size)) != 0 {
                 throw store.io("set the length of pack", ImageLayout.packPath(pack.number))
             }
             lane.staged = 0
