@@ -256,7 +256,7 @@ struct ghost_pm_scan_arg {
 };
 #define GHOST_PAGEMAP_SCAN _IOWR('f', 16, struct ghost_pm_scan_arg)
 
-long ghost_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t anyof,
+long ghost_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t anyof, uint64_t return_mask,
                         uint64_t *regions, uint64_t max_regions, uint64_t *walk_end) {
     struct ghost_pm_scan_arg arg;
     memset(&arg, 0, sizeof arg);
@@ -266,7 +266,7 @@ long ghost_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t anyof,
     arg.vec = (uint64_t)(uintptr_t)regions;
     arg.vec_len = max_regions;
     arg.category_anyof_mask = anyof;
-    arg.return_mask = GHOST_PAGE_IS_PRESENT | GHOST_PAGE_IS_SWAPPED | GHOST_PAGE_IS_FILE | GHOST_PAGE_IS_PFNZERO;
+    arg.return_mask = return_mask;
     long n = ioctl(fd, GHOST_PAGEMAP_SCAN, &arg);
     *walk_end = arg.walk_end;
     return n;

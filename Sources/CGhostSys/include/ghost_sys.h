@@ -104,7 +104,7 @@ pid_t ghost_husk_spawn(const struct ghost_husk_config *cfg, int *err_errno, int 
 #define GHOST_PAGE_IS_PRESENT (1 << 3)
 #define GHOST_PAGE_IS_SWAPPED (1 << 4)
 #define GHOST_PAGE_IS_PFNZERO (1 << 5)
-long ghost_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t anyof,
+long ghost_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t anyof, uint64_t return_mask,
                         uint64_t *regions, uint64_t max_regions, uint64_t *walk_end);
 
 #endif

@@ -3,12 +3,11 @@
 // on any incompatible change, and readers refuse versions they do not know.
 
 public struct Manifest: Codable, Sendable {
-    public static let currentVersion = 1
     /// Format 2 = format 1 + page overlays in memory blocks (MemoryBlock.baseMask,
-    /// .overlays). Written only by checkpoints that use them, so others stay
-    /// readable by older ghost.
-    public static let overlaysVersion = 2
-    public static let readableVersions = 1...2
+    /// .overlays). Format 3 = format 2 with memory blocks as a binary table
+    /// (BlockTable). Formats 1 and 2 are still read.
+    public static let currentVersion = 3
+    public static let readableVersions = 1...3
 
     public var formatVersion: Int = Manifest.currentVersion
     /// Seconds since the epoch when the job was frozen.

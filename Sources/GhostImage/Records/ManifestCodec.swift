@@ -1,10 +1,11 @@
 import Foundation
 
 extension Manifest {
-    /// JSON bytes of the manifest (keys sorted, so equal manifests give equal bytes).
+    /// JSON bytes of the manifest (keys sorted, so equal manifests give equal
+    /// bytes; "/" in paths and block tables left as it is).
     public func encoded() throws -> [UInt8] {
         let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array(try enc.encode(self))
     }
 

@@ -26,7 +26,7 @@ public struct VMARecord: Codable, Sendable {
     public var fileOffset: UInt64
     public var file: FileIdentity?
     /// Stored pages, in blocks of `Manifest.blockPages` pages aligned to the VMA start.
-    public var blocks: [MemoryBlock]
+    @BlockTable public var blocks: [MemoryBlock]
     /// For shared memory: the SharedMemoryRecord whose pages this area maps
     /// (from `fileOffset`); its pages are stored there, not in `blocks`.
     public var object: Int?

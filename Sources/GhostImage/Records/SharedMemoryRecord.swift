@@ -40,7 +40,7 @@ public struct SharedMemoryRecord: Codable, Sendable {
     public var complete: Bool?
     /// Stored pages, in blocks of `Manifest.blockPages` pages from offset 0.
     /// Pages not stored are zero (holes), or for diskFile, unchanged in the file.
-    public var blocks: [MemoryBlock]
+    @BlockTable public var blocks: [MemoryBlock]
 
     public init(id: Int, kind: Kind, name: String? = nil, path: String? = nil, size: Int64,
                 seals: Int32? = nil, mode: UInt32? = nil, blocks: [MemoryBlock] = []) {

@@ -37,7 +37,8 @@ public struct Checkpointer {
         // again with the flags read in the freeze (see AreaFlags).
         let started = Clock.now()
         do {
-            return try checkpoint(job, flags: AreaFlags(pids: (try? TreeFreezer.list(job)) ?? []), started: started)
+            let flags = AreaFlags(pids: (try? TreeFreezer.list(job)) ?? [])
+            return try checkpoint(job, flags: flags, started: started)
         } catch {
             guard case .areaFlagsChanged = error else { throw error }
             Log.info("\(error); taking the checkpoint again")
@@ -50,6 +51,8 @@ public struct Checkpointer {
     private func checkpoint(_ job: JobHandle, flags: AreaFlags, started: Double) throws(GhostError) -> CheckpointResult {
         var flags = flags
         let t0 = Clock.now()
+        var times = PhaseTimes("checkpoint", since: started)
+        times.mark("smaps")
         let writer: CheckpointWriter
         do { writer = try store.beginCheckpoint(zstdLevel: Int32(self.job.zstdLevel)) }
         catch { throw .image(error) }
@@ -66,6 +69,7 @@ public struct Checkpointer {
         var tree = TreeFreezer()
         defer { tree.thaw() }
         try tree.freeze(job)
+        times.mark("freeze")
         if job.initPid == nil {
             try Self.checkShapeWithoutNamespaces(tree)
         }
@@ -79,12 +83,14 @@ public struct Checkpointer {
             captured.append(try captureProcess(m, job: job, outerToInner: outerToInner, flags: &flags, writer: writer,
                                                stats: &memStats))
         }
+        times.mark("capture")
         var fdLists = captured.map { $0.record.fds }
         try FileState.link(&fdLists, outer: tree.members.map(\.pid), inner: captured.map(\.record.pid), writer: writer)
         for i in captured.indices { captured[i].record.fds = fdLists[i] }
         let shared = try captureSharedMemory(&captured, pids: tree.members.map(\.pid), writer: writer)
         tree.thaw()
         let frozen = Clock.now() - t0
+        times.mark("link+shared+thaw")
 
         // Memory of forked snapshots is read while the job runs again.
         for i in captured.indices {
@@ -94,7 +100,9 @@ public struct Checkpointer {
                                        workers: Self.workers, stats: &memStats)
             snap.kill()   // its address space is torn down while the checkpoint is committed
         }
+        times.mark("snapshot read")
         try flags.verify(Set(captured.filter { $0.snapshot != nil }.map(\.outerPid)))
+        times.mark("verify")
         let processes = captured.map { c -> ProcessRecord in
             var r = c.record
             if r.zombieStatus == nil { r.vmas = c.areas.map { $0.1 } }
@@ -109,13 +117,12 @@ public struct Checkpointer {
             job: self.job, processes: processes)
         manifest.namespaces = job.initPid != nil
         manifest.sharedMemory = shared.isEmpty ? nil : shared
-        if processes.contains(where: { $0.vmas.contains { $0.blocks.contains { $0.overlays != nil || $0.baseMask != nil } } }) {
-            manifest.formatVersion = Manifest.overlaysVersion
-        }
         let number: Int
         do {
             let payload = try manifest.encoded()
+            times.mark("encode")
             number = try writer.commit(manifest: payload)
+            times.mark("commit")
         } catch let e as ImageError {
             throw .image(e)
         } catch {
@@ -124,6 +131,8 @@ public struct Checkpointer {
         committed = true
         tracking?.committed(captured.map { ($0.outerPid, $0.areas.map(\.1)) })
         for c in captured { c.snapshot?.discard() }
+        times.mark("discard")
+        times.report()
         let stats = writer.stats
         return CheckpointResult(number: number, mappedBytes: memStats.mappedBytes,
                                 storedBytes: UInt64(memStats.storedPages * MemoryState.pageSize),
@@ -180,6 +189,8 @@ public struct Checkpointer {
             return CapturedProcess(outerPid: pid, record: record, areas: [], plans: nil, snapshot: nil)
         }
 
+        var times = PhaseTimes("capture of \(pid)")
+        defer { times.report() }
         let memory = try ProcessMemory(pid: pid, writable: true)
         let maps = try ProcFS.mappings(pid, flags: false)
         guard let vdso = maps.first(where: { $0.path == "[vdso]" }) else {
@@ -219,14 +230,19 @@ public struct Checkpointer {
                 try ThreadState.restorePending(again, ctx: tctx, tgid: inner, tid: t.tid)
             }
         }
+        times.mark("attrs+signals+timers+threads")
         let resident = try SharedMemoryState.residentPages(ctx: ctx)
+        times.mark("resident")
         try ctx.syscall.check("munmap of the scratch page", SYS.munmap, scratchAddr, UInt64(scratchSize))
         for f in m.threads { try Tracee(tid: f.pid).setSigmask(masks[f.pid] ?? 0) }
 
         let mappings = try flags.mappings(pid)
+        times.mark("maps")
         let vdsoRecord = try VDSOState.capture(mappings: mappings, memory: memory)
         let fds = try FileState.capture(pid: pid, writer: writer)
+        times.mark("vdso+fds")
         var areas = try MemoryState.describe(mappings, pid: pid)
+        times.mark("describe")
         for (mp, _) in areas { stats.mappedBytes += mp.end - mp.start }
 
         // Most memory is read from a forked copy (copy-on-write) after the job
@@ -234,6 +250,7 @@ public struct Checkpointer {
         // Write tracking says which pages changed since the last checkpoint;
         // when that is little, it is read now and no snapshot is needed.
         let plans = tracking?.plan(ctx: ctx, areas: areas, stored: { writer.isStored($0) }) { Self.wantsSnapshot(areas, $0) }
+        times.mark("tracking plan")
         let parentIsGhost = job.initPid.map { ppidOuter == $0 } ?? (ppidOuter == getpid())
         let snapshot = Self.wantsSnapshot(areas, plans)
             ? (try? Snapshot(of: ctx, placement: parentIsGhost ? .sibling(parent: ppidOuter) : .hiddenChild)) : nil
@@ -246,6 +263,7 @@ public struct Checkpointer {
             snapshot?.discard()
             throw error
         }
+        times.mark("snapshot+in-freeze pages")
         var record = ProcessRecord(
             pid: inner, ppid: ppid, pgid: pgid, sid: sid, comm: attrs.comm, exe: attrs.exe,
             cwd: attrs.cwd, umask: attrs.umask, personality: attrs.personality, rlimits: attrs.rlimits,

@@ -18,6 +18,8 @@ public struct Restorer {
 
     /// Loads checkpoint `number`, or the newest intact one.
     public func load(number: Int?) throws(GhostError) -> (number: Int, manifest: Manifest) {
+        var times = PhaseTimes("loading the checkpoint")
+        defer { times.report() }
         let n: Int, payload: [UInt8]
         do {
             if let number {
@@ -30,8 +32,11 @@ public struct Restorer {
                 payload = newest.payload
             }
         } catch { throw .image(error) }
+        times.mark("read and check")
         do {
-            return (n, try Manifest.decode(payload))
+            let m = try Manifest.decode(payload)
+            times.mark("decode")
+            return (n, m)
         } catch {
             throw .badImage("checkpoint \(n) in \(store.path): \(error)")
         }
@@ -110,6 +115,8 @@ public struct Restorer {
     /// With namespaces: ghost-init and a tree of husks with the old PIDs
     /// (clone3 set_tid, inside namespaces ghost owns), each then filled in.
     private func restoreInNamespaces(_ m: Manifest) throws(GhostError) -> JobHandle {
+        var times = PhaseTimes("resume in namespaces")
+        defer { times.report() }
         let procs = m.processes
         let table = FileState.Table()
         defer { table.closeAll() }
@@ -130,6 +137,7 @@ public struct Restorer {
         let candidates = procs.indices.filter { procs[$0].ppid == 1 && procs[$0].zombieStatus == nil }
         let root: Int = candidates.min { procs[$0].pid < procs[$1].pid } ?? 0
         let limits = procs.map { ProcessAttributes.limitsForHusk($0.rlimits, warn: warn) }
+        times.mark("shared memory+descriptors")
         var holds = [Int32](repeating: -1, count: 2 * procs.count)   // (hold, report) per husk
         var err: Int32 = 0, step: Int32 = 0
 
@@ -171,6 +179,7 @@ public struct Restorer {
                         "", "creating a session", "joining a process group"]
             throw .system("rebuilding the process tree: \(what[Int(step) < what.count ? Int(step) : 0])", errno: err)
         }
+        times.mark("tree spawned")
         var done = false
         var stopped: [Tracee] = []
         defer {
@@ -206,6 +215,8 @@ public struct Restorer {
     /// with their final registers set: the caller detaches them.
     private func rebuild(_ p: ProcessRecord, pid: pid_t, innerPid: pid_t, manifest m: Manifest,
                          huskFds: [Int32], objects: [Int: Int32], setExe: Bool) throws(GhostError) -> [Tracee] {
+        var times = PhaseTimes("rebuild of \(p.pid)")
+        defer { times.report() }
         let tracee = Tracee(tid: pid)
         try tracee.setSigmask(~0)
         let memory = try ProcessMemory(pid: pid, writable: true)
@@ -242,7 +253,9 @@ public struct Restorer {
             try VDSOState.restore(v, ctx: ctx, husk: husk,
                                   avoid: imageRanges + [(scratchAddr, scratchAddr + UInt64(scratchSize))])
         }
+        times.mark("empty husk")
         try MemoryState.restore(p.vmas, ctx: ctx, store: store, blockPages: m.blockPages, objects: objects)
+        times.mark("memory")
         // The husk's hold and report pipes (the report one may already be closed).
         for h in huskFds where h >= 0 { try ctx.syscall.call(SYS.close, UInt64(h)) }
         try FileState.restoreFlags(p.fds, ctx: ctx)
@@ -284,6 +297,7 @@ public struct Restorer {
         for (t, tr, _) in threads {
             try ThreadState.restoreRegisters(t, tracee: tr, xfeatures: m.cpu.xfeatures)
         }
+        times.mark("descriptors+signals+threads")
         return threads.map { $0.1 }
     }
 

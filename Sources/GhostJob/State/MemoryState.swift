@@ -277,12 +277,17 @@ enum MemoryState {
             default: return swapped || (present && !zero)
             }
         }
+        // PAGE_IS_FILE costs the kernel a page lookup per present page (a
+        // third of an unchanged incremental checkpoint of 1 GiB): asked only
+        // where it decides something.
+        var returned = UInt64(GHOST_PAGE_IS_PRESENT | GHOST_PAGE_IS_SWAPPED | GHOST_PAGE_IS_PFNZERO)
+        if kind == .privateFile { returned |= UInt64(GHOST_PAGE_IS_FILE) }
         var regions = [UInt64](repeating: 0, count: 3 * 512)
         var cursor = m.start
         while cursor < m.end {
             var walkEnd: UInt64 = 0
             let n = ghost_pagemap_scan(pagemap, cursor, m.end,
-                                       UInt64(GHOST_PAGE_IS_PRESENT | GHOST_PAGE_IS_SWAPPED),
+                                       UInt64(GHOST_PAGE_IS_PRESENT | GHOST_PAGE_IS_SWAPPED), returned,
                                        &regions, 512, &walkEnd)
             if n < 0 {
                 if errno == ENOTTY || errno == EINVAL { return try pagesFromPagemapFile(m, kind: kind, pagemap: pagemap) }

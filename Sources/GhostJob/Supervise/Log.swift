@@ -38,3 +38,30 @@ extension String {
         self = "\(tenths / 10).\(tenths % 10)"
     }
 }
+
+/// Where a checkpoint or resume spends its time, for tuning: with
+/// GHOST_TIMINGS=1 each phase's milliseconds are logged in one line at the end.
+struct PhaseTimes {
+    static let enabled: Bool = getenv("GHOST_TIMINGS").map { String(cString: $0) != "0" } ?? false
+    private var last: Double
+    private var parts: [(String, Double)] = []
+    private let what: String
+
+    init(_ what: String, since: Double = Clock.now()) {
+        self.what = what
+        last = since
+    }
+
+    /// Ends the phase called `name` now.
+    mutating func mark(_ name: String) {
+        guard Self.enabled else { return }
+        let now = Clock.now()
+        parts.append((name, now - last))
+        last = now
+    }
+
+    func report() {
+        guard Self.enabled else { return }
+        Log.info("\(what) timings: " + parts.map { "\($0.0) \(String(format1: $0.1 * 1000))" }.joined(separator: ", ") + " ms")
+    }
+}
