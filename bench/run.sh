@@ -353,7 +353,7 @@ for S in "${SIZES[@]}"; do
   fi
 
   # ------------------------------------------- ghost: checkpoints and resume
-  GKEYS=(ck_total ck_ext ck_frozen ck_stall ck_stored ck_wrote ck_du inc0_total inc0_frozen inc0_wrote inc5s_pct inc5s_total inc5c_pct inc5c_total rs_job rs_line)
+  GKEYS=(ck_total ck_ext ck_frozen ck_stall ck_stored ck_wrote ck_du inc0_total inc0_frozen inc0_wrote inc5s_pct inc5s_floor inc5s_total inc5c_pct inc5c_floor inc5c_total rs_job rs_line)
   for r in $(seq "$RUNS"); do
     say "$S MiB: ghost run $r/$RUNS"
     R=$WORK/runs/g.$S.$r; D=$R/img; mkdir -p "$R"
@@ -386,8 +386,13 @@ for S in "${SIZES[@]}"; do
       k=inc5s; sig=USR2; [ $kind = contiguous ] && k=inc5c && sig=ALRM
       c0=$(grep -c "changed $kind" "$R/out")
       kill -"$sig" "$GP" 2>/dev/null
-      if ! wait_nth "$R/out" "changed $kind" $((c0 + 1)) 60 "$GP" > /dev/null; then
+      if ! cl=$(wait_nth "$R/out" "changed $kind" $((c0 + 1)) 60 "$GP"); then
         recerr "$S" "workload did not report the $kind change: $(lastmsg "$R/err")" ${k}_pct ${k}_total; continue
+      fi
+      # The changed pages hold new random bytes, which no compressor shrinks:
+      # their own size is the least any checkpoint of them can write.
+      if [[ $cl =~ pages=([0-9]+) ]] && [ -n "$FULL_WROTE" ] && [ "$FULL_WROTE" -gt 0 ]; then
+        rec "$S" ${k}_floor "$(calc "100 * ${BASH_REMATCH[1]} * 4096 / $FULL_WROTE")"
       fi
       n=$((n + 1))
       if ckpt "$GP" "$R/err" $n "$T_CKPT"; then
@@ -535,8 +540,10 @@ REPORT=$WORK/report.md
   row "nothing changed: frozen (ms)" inc0_frozen
   row "nothing changed: wrote (KiB)" inc0_wrote
   row "5% of pages changed, scattered: wrote (% of full)" inc5s_pct
+  row "5% scattered: the changed pages' own bytes, random (% of full: the floor)" inc5s_floor
   row "5% of pages changed, scattered: total (ms)" inc5s_total
   row "5% changed, one contiguous block: wrote (% of full)" inc5c_pct
+  row "5% contiguous: the changed pages' own bytes (% of full: the floor)" inc5c_floor
   row "5% changed, one contiguous block: total (ms)" inc5c_total
   if [ "$DO_DIRTY" = 1 ]; then
     sect "ghost: job writing 1% of its memory per second"

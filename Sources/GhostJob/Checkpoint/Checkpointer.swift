@@ -92,6 +92,13 @@ public struct Checkpointer {
         let frozen = Clock.now() - t0
         times.mark("link+shared+thaw")
 
+        // The flags check re-reads smaps (a page-table walk): on a thread of its
+        // own, while the snapshots are read and the disk is the bottleneck.
+        let flagsNow = flags
+        let snapshotted = Set(captured.filter { $0.snapshot != nil }.map(\.outerPid))
+        let flagsChecked = Parallel.background { () throws(GhostError) in try flagsNow.verify(snapshotted) }
+        var joined = false
+        defer { if !joined { try? flagsChecked.join() } }
         // Memory of forked snapshots is read while the job runs again.
         for i in captured.indices {
             guard let snap = captured[i].snapshot else { continue }
@@ -101,7 +108,8 @@ public struct Checkpointer {
             snap.kill()   // its address space is torn down while the checkpoint is committed
         }
         times.mark("snapshot read")
-        try flags.verify(Set(captured.filter { $0.snapshot != nil }.map(\.outerPid)))
+        joined = true
+        try flagsChecked.join()
         times.mark("verify")
         let processes = captured.map { c -> ProcessRecord in
             var r = c.record

@@ -27,23 +27,48 @@ enum Parallel {
                 }
             }
         }
-        var threads: [pthread_t] = []
-        for _ in 1..<n {
-            let box = Unmanaged.passRetained(WorkBox(work)).toOpaque()
-            var t = pthread_t()
-            if pthread_create(&t, nil, { arg in
-                let w = Unmanaged<WorkBox>.fromOpaque(arg!).takeRetainedValue()
-                w.run()
-                return nil
-            }, box) == 0 {
-                threads.append(t)
-            } else {
-                Unmanaged<WorkBox>.fromOpaque(box).release()   // fewer threads: the others take its share
-            }
-        }
+        // A thread that cannot be made leaves its share to the others.
+        let threads = (1..<n).compactMap { _ in thread(work) }
         work()
         for t in threads { pthread_join(t, nil) }
         if let e = failure.withLock({ $0 }) { throw e }
+    }
+
+    /// Starts `body` on a thread of its own; `join()` waits for it and gives
+    /// its outcome. Where no thread can be made, `body` runs at once.
+    static func background(_ body: @escaping @Sendable () throws(GhostError) -> Void) -> Joinable {
+        let j = Joinable()
+        let work: @Sendable () -> Void = {
+            let r = Result { () throws(GhostError) in try body() }
+            j.outcome.withLock { $0 = r }
+        }
+        j.thread = thread(work)
+        if j.thread == nil { work() }
+        return j
+    }
+
+    final class Joinable: @unchecked Sendable {
+        /// Set once, before `background` returns.
+        fileprivate var thread: pthread_t?
+        fileprivate let outcome = Mutex<Result<Void, GhostError>>(.success(()))
+        /// Waits for the thread (call once) and throws what it threw.
+        func join() throws(GhostError) {
+            if let thread { pthread_join(thread, nil) }
+            try outcome.withLock { $0 }.get()
+        }
+    }
+
+    private static func thread(_ work: @escaping @Sendable () -> Void) -> pthread_t? {
+        let box = Unmanaged.passRetained(WorkBox(work)).toOpaque()
+        var t = pthread_t()
+        guard pthread_create(&t, nil, { arg in
+            Unmanaged<WorkBox>.fromOpaque(arg!).takeRetainedValue().run()
+            return nil
+        }, box) == 0 else {
+            Unmanaged<WorkBox>.fromOpaque(box).release()
+            return nil
+        }
+        return t
     }
 
     private final class WorkBox {
