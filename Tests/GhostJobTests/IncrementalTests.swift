@@ -7,7 +7,9 @@ import Glibc
 /// chain must restore exactly the memory of its own moment.
 final class IncrementalTests: GhostTestCase {
     /// Program `incremental`: gen 0 -> ckpt 1, step (scattered rewrites, zeroed
-    /// and MADV_DONTNEED pages, new area) -> ckpt 2, step (area unmapped,
+    /// and MADV_DONTNEED pages, new area; in a private file mapping, pages
+    /// copied on write and copies dropped with MADV_DONTNEED, which must come
+    /// back as the file's bytes, not as the stored copy) -> ckpt 2, step (area unmapped,
     /// another mapped, a child forked that execs) -> ckpt 3, nothing -> ckpt 4,
     /// step -> kill. Checkpoints 2, 3 and 4 are resumed one by one and the
     /// program checks every page against its generation; checkpoint 4 must

@@ -5,7 +5,9 @@
  * Reads commands from stdin, one per line:
  *   step   generation += 1 and change memory as that generation says:
  *          scattered pages of area A rewritten, some set to zero, some
- *          dropped with MADV_DONTNEED; gen 1 maps a new area B; gen 2 unmaps
+ *          dropped with MADV_DONTNEED; pages of F (a private mapping of a
+ *          file) written (copied on write) or dropped with MADV_DONTNEED,
+ *          which gives them the file's bytes again; gen 1 maps a new area B; gen 2 unmaps
  *          B, maps C and forks a child that execs this program ("child"),
  *          which holds its own pattern and answers over pipes; gen 3+ only
  *          rewrite pages. Prints "stepped G sum=S".
@@ -16,6 +18,7 @@
  * state of a resumed checkpoint with the state printed when it was taken.
  */
 #include "common.h"
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -24,6 +27,7 @@
 #define BPAGES 70
 #define CPAGES 130
 #define KIDPAGES 200
+#define FPAGES 150      /* F: private mapping of incremental.dat (in the cwd) */
 
 static uint64_t mix(uint64_t x) {
     x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL; x ^= x >> 33;
@@ -59,12 +63,41 @@ static uint64_t expectedA(int gen, int p, int *zero) {
     return seed;
 }
 
+/* What generation g does to page p of F: 0 keep, 1 write (copy on write), 3 DONTNEED. */
+static int actionF(int g, int p) {
+    if (g == 0) return (p % 2 == 0) ? 1 : 0;
+    uint64_t h = mix((uint64_t)g * 7919 + (uint64_t)p + 77);
+    if (h % 10 == 0) return 3;
+    if (h % 10 == 1) return 1;
+    return 0;
+}
+
+static uint64_t fileSeed(int p) { return 0xF0000ULL + (uint64_t)p; }
+
+/* Expected seed of page p of F after generation gen: the file's, or the last write's. */
+static uint64_t expectedF(int gen, int p) {
+    uint64_t seed = fileSeed(p);
+    for (int g = 0; g <= gen; g++) {
+        int a = actionF(g, p);
+        if (a == 1) seed = ((uint64_t)(g + 1) << 40) + (uint64_t)p;
+        if (a == 3) seed = fileSeed(p);
+    }
+    return seed;
+}
+
 static int gen = 0;
-static char *A, *B, *C;
+static char *A, *B, *C, *F;
 static pid_t kid = 0;
 static int toKid = -1, fromKid = -1;
 
 static void apply(int g) {
+    for (int p = 0; p < FPAGES; p++) {
+        char *pg = F + (size_t)p * PAGE;
+        switch (actionF(g, p)) {
+        case 1: fill((uint64_t *)pg, ((uint64_t)(g + 1) << 40) + (uint64_t)p); break;
+        case 3: madvise(pg, PAGE, MADV_DONTNEED); break;
+        }
+    }
     for (int p = 0; p < APAGES; p++) {
         char *pg = A + (size_t)p * PAGE;
         switch (action(g, p)) {
@@ -78,6 +111,7 @@ static void apply(int g) {
 static uint64_t checksum(void) {
     uint64_t s = (uint64_t)gen;
     for (int p = 0; p < APAGES; p++) { int z; uint64_t seed = expectedA(gen, p, &z); s = mix(s ^ (z ? 0 : seed)); }
+    for (int p = 0; p < FPAGES; p++) s = mix(s ^ expectedF(gen, p));
     if (gen >= 1) s = mix(s ^ 0xB);
     if (gen >= 2) s = mix(s ^ 0xC);
     return s;
@@ -130,6 +164,10 @@ static void step(const char *self) {
 }
 
 static void check(void) {
+    for (int p = 0; p < FPAGES; p++)
+        if (!pageMatches((uint64_t *)(F + (size_t)p * PAGE), expectedF(gen, p), 0))
+            fail("gen %d: page %d of F holds the wrong bytes (expected %s)", gen, p,
+                 expectedF(gen, p) == fileSeed(p) ? "the file's" : "the program's own");
     for (int p = 0; p < APAGES; p++) {
         int z; uint64_t seed = expectedA(gen, p, &z);
         if (!pageMatches((uint64_t *)(A + (size_t)p * PAGE), seed, z))
@@ -151,6 +189,16 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "child") == 0) childMain();
     A = mmap(NULL, (size_t)APAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (A == MAP_FAILED) fail("mmap A: %s", strerror(errno));
+    int fd = open("incremental.dat", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) fail("creating incremental.dat: %s", strerror(errno));
+    uint64_t w[PAGE / 8];
+    for (int p = 0; p < FPAGES; p++) {
+        fill(w, fileSeed(p));
+        if (write(fd, w, PAGE) != PAGE) fail("writing incremental.dat: %s", strerror(errno));
+    }
+    F = mmap(NULL, (size_t)FPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (F == MAP_FAILED) fail("mmap F: %s", strerror(errno));
+    close(fd);
     apply(0);
     check();
     printf("ready sum=%llu\n", (unsigned long long)checksum());
