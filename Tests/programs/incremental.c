@@ -28,6 +28,7 @@
 #define CPAGES 130
 #define KIDPAGES 200
 #define FPAGES 150      /* F: private mapping of incremental.dat (in the cwd) */
+#define RPAGES 16500    /* R: a big sparse area (over 64 MiB: ghost arms it ahead of the freeze) */
 
 static uint64_t mix(uint64_t x) {
     x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL; x ^= x >> 33;
@@ -85,12 +86,22 @@ static uint64_t expectedF(int gen, int p) {
     return seed;
 }
 
+/* Pages of R written by generation g (every 1000th at gen 0, a few after), with their seed. */
+static int writesR(int g, int p) { return g == 0 ? p % 1000 == 0 : (p % 1000 == 0 && (p / 1000 + g) % 3 == 0); }
+static uint64_t expectedR(int gen, int p) {   /* 0 = never written (zero) */
+    uint64_t seed = 0;
+    for (int g = 0; g <= gen; g++) if (writesR(g, p)) seed = 0x52000000ULL + ((uint64_t)g << 20) + (uint64_t)p;
+    return seed;
+}
+
 static int gen = 0;
-static char *A, *B, *C, *F;
+static char *A, *B, *C, *F, *R;
 static pid_t kid = 0;
 static int toKid = -1, fromKid = -1;
 
 static void apply(int g) {
+    for (int p = 0; p < RPAGES; p++)
+        if (writesR(g, p)) fill((uint64_t *)(R + (size_t)p * PAGE), 0x52000000ULL + ((uint64_t)g << 20) + (uint64_t)p);
     for (int p = 0; p < FPAGES; p++) {
         char *pg = F + (size_t)p * PAGE;
         switch (actionF(g, p)) {
@@ -112,6 +123,7 @@ static uint64_t checksum(void) {
     uint64_t s = (uint64_t)gen;
     for (int p = 0; p < APAGES; p++) { int z; uint64_t seed = expectedA(gen, p, &z); s = mix(s ^ (z ? 0 : seed)); }
     for (int p = 0; p < FPAGES; p++) s = mix(s ^ expectedF(gen, p));
+    for (int p = 0; p < RPAGES; p += 500) s = mix(s ^ expectedR(gen, p));
     if (gen >= 1) s = mix(s ^ 0xB);
     if (gen >= 2) s = mix(s ^ 0xC);
     return s;
@@ -164,6 +176,11 @@ static void step(const char *self) {
 }
 
 static void check(void) {
+    for (int p = 0; p < RPAGES; p += 250) {   /* the written pages and some never written */
+        uint64_t seed = expectedR(gen, p);
+        if (!pageMatches((uint64_t *)(R + (size_t)p * PAGE), seed, seed == 0))
+            fail("gen %d: page %d of R holds the wrong bytes", gen, p);
+    }
     for (int p = 0; p < FPAGES; p++)
         if (!pageMatches((uint64_t *)(F + (size_t)p * PAGE), expectedF(gen, p), 0))
             fail("gen %d: page %d of F holds the wrong bytes (expected %s)", gen, p,
@@ -189,6 +206,8 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "child") == 0) childMain();
     A = mmap(NULL, (size_t)APAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (A == MAP_FAILED) fail("mmap A: %s", strerror(errno));
+    R = mmap(NULL, (size_t)RPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (R == MAP_FAILED) fail("mmap R: %s", strerror(errno));
     int fd = open("incremental.dat", O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) fail("creating incremental.dat: %s", strerror(errno));
     uint64_t w[PAGE / 8];

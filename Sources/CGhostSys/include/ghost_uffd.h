@@ -16,6 +16,7 @@ int ghost_uffd_api(int uffd);
 int ghost_uffd_register_wp(int uffd, uint64_t start, uint64_t len);
 
 /// PAGEMAP_SCAN categories and flags (Debian 12's headers predate them).
+#define GHOST_PAGE_IS_WPALLOWED (1 << 0)
 #define GHOST_PAGE_IS_WRITTEN   (1 << 1)
 #define GHOST_PM_SCAN_WP_MATCHING   (1 << 0)
 #define GHOST_PM_SCAN_CHECK_WPASYNC (1 << 1)

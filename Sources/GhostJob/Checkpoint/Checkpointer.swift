@@ -37,7 +37,11 @@ public struct Checkpointer {
         // again with the flags read in the freeze (see AreaFlags).
         let started = Clock.now()
         do {
-            let flags = AreaFlags(pids: (try? TreeFreezer.list(job)) ?? [])
+            let pids = (try? TreeFreezer.list(job)) ?? []
+            // (One after the other: run at once, both walks of the same page
+            // tables took as long as the two in turn.)
+            if let tracking { Self.armAhead(job, pids: pids, tracking: tracking) }
+            let flags = AreaFlags(pids: pids)
             return try checkpoint(job, flags: flags, started: started)
         } catch {
             guard case .areaFlagsChanged = error else { throw error }
@@ -52,7 +56,7 @@ public struct Checkpointer {
         var flags = flags
         let t0 = Clock.now()
         var times = PhaseTimes("checkpoint", since: started)
-        times.mark("smaps")
+        times.mark("arm ahead+smaps")
         let writer: CheckpointWriter
         do { writer = try store.beginCheckpoint(zstdLevel: Int32(self.job.zstdLevel)) }
         catch { throw .image(error) }
@@ -147,6 +151,54 @@ public struct Checkpointer {
                                 readBytes: UInt64(memStats.readPages * MemoryState.pageSize),
                                 writtenBytes: UInt64(stats.storedBytes), chunksWritten: stats.chunksWritten,
                                 chunksReused: stats.chunksReused, seconds: Clock.now() - started, frozenSeconds: frozen)
+    }
+
+    /// Write tracking armed before the freeze (see WriteTracking.armAhead),
+    /// on the areas /proc/PID/maps shows (its VmFlags are not needed: an
+    /// area whose flags exclude it from tracking refuses to register, or is
+    /// left alone by the freeze). A process without a userfaultfd yet gets
+    /// one in a freeze of its own first, one injected call long, if it holds
+    /// enough memory for arming to matter (a first checkpoint, a process
+    /// forked since). Never fails the checkpoint: whatever is not armed here
+    /// is armed in the freeze, as before.
+    private static func armAhead(_ job: JobHandle, pids: [pid_t], tracking: WriteTracking) {
+        guard tracking.available else { return }
+        var areasOf: [pid_t: [(ProcFS.Mapping, VMARecord)]] = [:]
+        for pid in pids {
+            guard let maps = try? ProcFS.mappings(pid, flags: false) else { continue }
+            areasOf[pid] = try? MemoryState.describe(maps, pid: pid)
+        }
+        let needUffd = Set(areasOf.filter { pid, areas in
+            !tracking.hasUffd(pid) && areas.reduce(0) { sum, a in
+                sum + (WriteTracking.trackable(a.0, a.1) ? a.0.end - a.0.start : 0) } >= armAheadBytes
+        }.keys)
+        if !needUffd.isEmpty {
+            var tree = TreeFreezer()
+            if (try? tree.freeze(job)) != nil {
+                for m in tree.members where needUffd.contains(m.pid) && !m.zombie {
+                    try? giveUffd(m.pid, tracking: tracking)
+                }
+                tree.thawDelivering()
+            }
+        }
+        for (pid, areas) in areasOf { tracking.armAhead(pid: pid, areas: areas) }
+    }
+
+    /// Below this much trackable memory a process is armed in the freeze
+    /// (~1 ms for 64 MiB) rather than frozen once more for a userfaultfd.
+    static let armAheadBytes: UInt64 = 64 << 20
+
+    /// Injects userfaultfd() into frozen process `pid` (signals blocked meanwhile).
+    private static func giveUffd(_ pid: pid_t, tracking: WriteTracking) throws(GhostError) {
+        let memory = try ProcessMemory(pid: pid, writable: true)
+        guard let vdso = try ProcFS.mappings(pid, flags: false).first(where: { $0.path == "[vdso]" }) else { return }
+        let ctx = ProcessContext(pid: pid, memory: memory,
+                                 gadget: try RemoteSyscall.findGadget(memory: memory, start: vdso.start, end: vdso.end))
+        let t = Tracee(tid: pid)
+        let mask = try t.getSigmask()
+        try t.setSigmask(~0)
+        tracking.attach(ctx: ctx)
+        try t.setSigmask(mask)
     }
 
     /// Shared memory objects of the whole job, read while it is frozen.

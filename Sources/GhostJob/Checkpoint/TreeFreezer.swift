@@ -35,8 +35,7 @@ struct TreeFreezer {
                 try freezeOnce(job)
                 return
             } catch {
-                for i in members.indices { for j in members[i].threads.indices { members[i].threads[j].thawDelivering() } }
-                members = []
+                thawDelivering()
                 switch error {
                 case .refused(let e): throw e
                 case .changed(let why): last = why
@@ -129,5 +128,12 @@ struct TreeFreezer {
 
     mutating func thaw() {
         for i in members.indices { for j in members[i].threads.indices { members[i].threads[j].thaw() } }
+    }
+
+    /// Lets go after a freeze that captured nothing: signals the freeze took
+    /// are delivered as they would have been.
+    mutating func thawDelivering() {
+        for i in members.indices { for j in members[i].threads.indices { members[i].threads[j].thawDelivering() } }
+        members = []
     }
 }
