@@ -437,26 +437,7 @@ enum MemoryState {
                                                writable: mapProt & PROT_WRITE != 0) }
             if mapProt != vma.prot { reprotect.append((vma.start, len, vma.prot)) }
         }
-        // Contents, on several threads (read + decompress + write into the
-        // process), chunks that lie together in a pack read together.
-        let memory = ctx.memory, fills = jobs
-        Progress.add(total: jobs.reduce(0) { $0 + $1.block.pageMask.nonzeroBitCount } * pageSize)
-        let ids = fills.map(\.block.chunk)
-        let groups = store.readGroups(ids)
-        try Parallel.run(count: groups.count, workers: Checkpointer.workers,
-                         makeState: { ScratchBuffer(size: blockPages * pageSize) }) {
-            (scratch: inout ScratchBuffer, g: Int) throws(GhostError) in
-            var failure: GhostError?
-            do throws(ImageError) {
-                try store.readGroup(ids, groups[g], scratch: scratch.bytes) { i, data in
-                    do throws(GhostError) { try fill(fills[i], data: data, store: store, memory: memory, blockPages: blockPages) }
-                    catch { failure = error; return false }
-                    Progress.add(done: fills[i].block.pageMask.nonzeroBitCount * pageSize)
-                    return true
-                }
-            } catch { throw .image(error) }
-            if let failure { throw failure }
-        }
+        try fillAll(jobs, store: store, memory: ctx.memory, blockPages: blockPages)
         for (start, len, prot) in reprotect {
             try ctx.syscall.check("mprotect \(hex(start))", SYS.mprotect, start, len, UInt64(prot))
         }
@@ -477,79 +458,91 @@ enum MemoryState {
         var writable: Bool
     }
 
-    /// Writes one stored block (`chunk`: its base chunk's bytes) back into the restored process.
-    static func fill(_ j: BlockFill, data chunk: UnsafeRawBufferPointer, store: ImageStore, memory: ProcessMemory,
-                     blockPages: Int) throws(GhostError) {
-        if j.block.overlays != nil || j.block.baseMask != nil {
-            let data = try layered(j.block, base: Array(chunk), store: store)
-            try data.withUnsafeBytes { d in
-                Result { () throws(GhostError) in try fill(j, pages: d, memory: memory, blockPages: blockPages) }
-            }.get()
-            return
-        }
-        try fill(j, pages: chunk, memory: memory, blockPages: blockPages)
-    }
-
-    /// Writes the pages of `block.pageMask`, in order, into the restored process.
-    private static func fill(_ j: BlockFill, pages data: UnsafeRawBufferPointer, memory: ProcessMemory,
-                             blockPages: Int) throws(GhostError) {
-        let ps = UInt64(pageSize)
-        let blockStart = j.vmaStart + UInt64(j.block.index) * UInt64(blockPages) * ps
-        var pages: [UInt64] = []
-        for bit in 0..<64 where j.block.pageMask >> UInt64(bit) & 1 == 1 {
-            pages.append(blockStart + UInt64(bit) * ps)
-        }
-        guard data.count == pages.count * pageSize, pages.last.map({ $0 < j.vmaEnd }) ?? true else {
-            throw .badImage("memory chunk \(j.block.chunk) does not match block \(j.block.index) of \(hex(j.vmaStart))")
-        }
-        let runs = coalesce(pages)
-        let ok = j.writable && memory.writeRanges(runs, from: data)
-        if !ok {
-            var off = 0
-            for r in runs {
-                try memory.write(at: r.address, bytes: Array(data[off..<(off + r.length)]))
-                off += r.length
+    /// The stored contents of every block, written into the restored
+    /// process in layers: first each block's base chunk, then the first
+    /// overlay of each block that has one, then the second, and so on, so a
+    /// page several layers hold ends with the newest. Within a layer, chunks
+    /// that lie together in a pack are read together (one O_DIRECT read) and
+    /// several threads read, decompress and write. (Building each layered
+    /// block in memory instead read its overlays one small read at a time:
+    /// a 1 GiB image after a few incremental checkpoints resumed 200 ms
+    /// slower than its bytes take to read.)
+    static func fillAll(_ fills: [BlockFill], store: ImageStore, memory: ProcessMemory, blockPages: Int) throws(GhostError) {
+        for f in fills where f.block.overlays != nil || f.block.baseMask != nil {
+            let held = (f.block.overlays ?? []).reduce(f.block.basePages) { $0 | $1.pageMask }
+            guard f.block.pageMask & ~held == 0 else {
+                throw .badImage("block \(f.block.index) of \(hex(f.vmaStart)) lists pages that none of its chunks holds")
             }
         }
-    }
-
-
-    /// The pages of `block.pageMask`, in order, from its base chunk (holding
-    /// `basePages`) and its overlays applied oldest first.
-    static func layered(_ block: MemoryBlock, base: [UInt8], store: ImageStore) throws(GhostError) -> [UInt8] {
-        let ps = pageSize
-        var full = [UInt8](repeating: 0, count: blockPages * ps)
-        var have: UInt64 = 0
-        func apply(_ mask: UInt64, _ chunk: [UInt8], _ id: ChunkID) throws(GhostError) {
-            guard chunk.count == mask.nonzeroBitCount * ps else {
-                throw .badImage("memory chunk \(id) does not match its page mask in block \(block.index)")
-            }
-            var k = 0
-            for bit in 0..<blockPages where mask >> UInt64(bit) & 1 == 1 {
-                full.withUnsafeMutableBytes { dst in
-                    chunk.withUnsafeBytes { src in
-                        (dst.baseAddress! + bit * ps).copyMemory(from: src.baseAddress! + k * ps, byteCount: ps)
-                    }
+        Progress.add(total: fills.reduce(0) { $0 + $1.block.pageMask.nonzeroBitCount } * pageSize)
+        let layers = fills.reduce(0) { max($0, $1.block.overlays?.count ?? 0) }
+        for layer in 0...layers {
+            // (block, chunk, the pages it holds) of the blocks that have this layer.
+            let items: [(fill: Int, id: ChunkID, mask: UInt64)] = layer == 0
+                ? fills.indices.map { ($0, fills[$0].block.chunk, fills[$0].block.basePages) }
+                : fills.indices.compactMap { i in
+                    guard let o = fills[i].block.overlays, o.count >= layer else { return nil }
+                    return (i, o[layer - 1].chunk, o[layer - 1].pageMask)
                 }
+            let ids = items.map(\.id)
+            let groups = store.readGroups(ids)
+            try Parallel.run(count: groups.count, workers: Checkpointer.workers,
+                             makeState: { ScratchBuffer(size: blockPages * pageSize) }) {
+                (scratch: inout ScratchBuffer, g: Int) throws(GhostError) in
+                var failure: GhostError?
+                do throws(ImageError) {
+                    try store.readGroup(ids, groups[g], scratch: scratch.bytes) { k, data in
+                        let f = fills[items[k].fill]
+                        do throws(GhostError) { try fill(f, chunk: items[k].id, holding: items[k].mask, data: data, memory: memory,
+                                                         blockPages: blockPages) }
+                        catch { failure = error; return false }
+                        if layer == 0 { Progress.add(done: f.block.pageMask.nonzeroBitCount * pageSize) }
+                        return true
+                    }
+                } catch { throw .image(error) }
+                if let failure { throw failure }
+            }
+        }
+    }
+
+    /// Writes into the restored process the pages of chunk `id` (`data`: the
+    /// pages of `mask`, in order) that its block keeps (`pageMask`).
+    static func fill(_ j: BlockFill, chunk id: ChunkID, holding mask: UInt64, data: UnsafeRawBufferPointer,
+                     memory: ProcessMemory, blockPages: Int) throws(GhostError) {
+        let ps = UInt64(pageSize)
+        guard data.count == mask.nonzeroBitCount * pageSize else {
+            throw .badImage("memory chunk \(id) does not match its page mask in block \(j.block.index) of \(hex(j.vmaStart))")
+        }
+        let blockStart = j.vmaStart + UInt64(j.block.index) * UInt64(blockPages) * ps
+        let keep = mask & j.block.pageMask
+        if keep == 0 { return }
+        var pages: [UInt64] = []
+        for bit in 0..<64 where keep >> UInt64(bit) & 1 == 1 { pages.append(blockStart + UInt64(bit) * ps) }
+        guard pages.last! < j.vmaEnd else {
+            throw .badImage("memory chunk \(id) reaches past the end of its area \(hex(j.vmaStart))-\(hex(j.vmaEnd))")
+        }
+        // The kept pages, contiguous (the chunk's own bytes when it keeps them all).
+        var compacted: [UInt8] = []
+        if keep != mask {
+            compacted.reserveCapacity(pages.count * pageSize)
+            var k = 0
+            for bit in 0..<64 where mask >> UInt64(bit) & 1 == 1 {
+                if keep >> UInt64(bit) & 1 == 1 { compacted += data[(k * pageSize)..<((k + 1) * pageSize)] }
                 k += 1
             }
-            have |= mask
         }
-        try apply(block.basePages, base, block.chunk)
-        for o in block.overlays ?? [] {
-            let bytes: [UInt8]
-            do { bytes = try store.readChunk(o.chunk) } catch { throw .image(error) }
-            try apply(o.pageMask, bytes, o.chunk)
-        }
-        guard block.pageMask & ~have == 0 else {
-            throw .badImage("block \(block.index) lists pages that none of its chunks holds")
-        }
-        var out: [UInt8] = []
-        out.reserveCapacity(block.pageMask.nonzeroBitCount * ps)
-        for bit in 0..<blockPages where block.pageMask >> UInt64(bit) & 1 == 1 {
-            out += full[(bit * ps)..<((bit + 1) * ps)]
-        }
-        return out
+        let runs = coalesce(pages)
+        try compacted.withUnsafeBytes { c in
+            let src = keep == mask ? data : c
+            return Result { () throws(GhostError) in
+                if j.writable && memory.writeRanges(runs, from: src) { return }
+                var off = 0
+                for r in runs {
+                    try memory.write(at: r.address, bytes: Array(src[off..<(off + r.length)]))
+                    off += r.length
+                }
+            }
+        }.get()
     }
 
     /// A mapped file must be the same as at the checkpoint: its unwritten

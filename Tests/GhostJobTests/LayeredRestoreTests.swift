@@ -1,0 +1,68 @@
+import Glibc
+import XCTest
+import GhostImage
+@testable import GhostJob
+
+/// A block with overlays is written back in layers (base chunk, then each
+/// overlay in order): the newest layer wins, pages dropped since (not in the
+/// block's pageMask) are not written, and a block naming a page no layer
+/// holds is a damaged image. Written into this test process's own memory.
+final class LayeredRestoreTests: GhostTestCase {
+    private let ps = MemoryState.pageSize
+
+    private func pages(_ letters: String) -> [UInt8] {
+        letters.utf8.flatMap { [UInt8](repeating: $0, count: ps) }
+    }
+
+    func testNewestLayerWinsAndDroppedPagesStayUntouched() throws {
+        let dir = try makeTempDir("layered")
+        let store = try ImageStore(path: dir + "/img", create: true)
+        defer { store.close() }
+        let w = try store.beginCheckpoint()
+        // Base holds pages 0-3 (A), overlay 1 pages 1 and 2 (B), overlay 2 page 2 (C);
+        // page 3 was dropped since (not in pageMask); page 5 only in overlay 1.
+        let base = try pages("AAAA").withUnsafeBytes { try w.put($0) }
+        let o1 = try pages("BBB").withUnsafeBytes { try w.put($0) }
+        let o2 = try pages("C").withUnsafeBytes { try w.put($0) }
+        _ = try w.commit(manifest: [])
+        let block = MemoryBlock(index: 0, pageMask: 0b100111, chunk: base, baseMask: 0b1111,
+                                overlays: [PageOverlay(pageMask: 0b100110, chunk: o1), PageOverlay(pageMask: 0b100, chunk: o2)])
+        // A plain block next to it, in the same layer pass as the base.
+        let w2 = try store.beginCheckpoint()
+        let plainID = try pages("DD").withUnsafeBytes { try w2.put($0) }
+        _ = try w2.commit(manifest: [])
+
+        let len = 2 * MemoryState.blockPages * ps
+        let area = mmap(nil, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+        defer { munmap(area, len) }
+        let start = UInt64(UInt(bitPattern: area))
+        let memory = try ProcessMemory(pid: getpid(), writable: true)
+        try MemoryState.fillAll([
+            .init(vmaStart: start, vmaEnd: start + UInt64(len), block: block, writable: true),
+            .init(vmaStart: start, vmaEnd: start + UInt64(len),
+                  block: MemoryBlock(index: 1, pageMask: 0b11, chunk: plainID), writable: true),
+        ], store: store, memory: memory, blockPages: MemoryState.blockPages)
+
+        func page(_ i: Int) -> Character {
+            let b = area.load(fromByteOffset: i * ps + ps / 2, as: UInt8.self)
+            return b == 0 ? "0" : Character(UnicodeScalar(b))
+        }
+        XCTAssertEqual(String((0..<6).map(page)), "ABC00B")
+        XCTAssertEqual(String([page(MemoryState.blockPages), page(MemoryState.blockPages + 1)]), "DD")
+    }
+
+    func testPageNoLayerHoldsIsADamagedImage() throws {
+        let dir = try makeTempDir("layered-bad")
+        let store = try ImageStore(path: dir + "/img", create: true)
+        defer { store.close() }
+        let w = try store.beginCheckpoint()
+        let base = try pages("A").withUnsafeBytes { try w.put($0) }
+        _ = try w.commit(manifest: [])
+        let block = MemoryBlock(index: 0, pageMask: 0b11, chunk: base, baseMask: 0b01)
+        let memory = try ProcessMemory(pid: getpid(), writable: true)
+        XCTAssertThrowsError(try MemoryState.fillAll([.init(vmaStart: 0x10000, vmaEnd: 0x10000 + UInt64(64 * ps), block: block, writable: true)],
+                                                     store: store, memory: memory, blockPages: MemoryState.blockPages)) { e in
+            XCTAssertTrue("\(e)".contains("none of its chunks"), "\(e)")
+        }
+    }
+}
