@@ -353,7 +353,7 @@ for S in "${SIZES[@]}"; do
   fi
 
   # ------------------------------------------- ghost: checkpoints and resume
-  GKEYS=(ck_total ck_ext ck_frozen ck_stall ck_stored ck_wrote ck_du inc0_total inc0_frozen inc0_wrote inc5s_pct inc5s_floor inc5s_total inc5c_pct inc5c_floor inc5c_total rs_job rs_line)
+  GKEYS=(ck_total ck_ext ck_frozen ck_stall ck_stored ck_wrote ck_du inc0_total inc0_frozen inc0_wrote inc5s_pct inc5s_floor inc5s_total inc5c_pct inc5c_floor inc5c_total inc5k_pct inc5k_floor inc5k_total rs_job rs_line)
   for r in $(seq "$RUNS"); do
     say "$S MiB: ghost run $r/$RUNS"
     R=$WORK/runs/g.$S.$r; D=$R/img; mkdir -p "$R"
@@ -381,9 +381,10 @@ for S in "${SIZES[@]}"; do
     if ckpt "$GP" "$R/err" $n "$T_CKPT"; then
       rec "$S" inc0_total "$P_TOTAL"; rec "$S" inc0_frozen "$P_FROZEN"; rec "$S" inc0_wrote "$(calc "$P_WROTE / 1024")"
     else [ -n "$C_T1" ] || n=$((n - 1)); recerr "$S" "$C_ERR" inc0_total inc0_frozen inc0_wrote; fi
-    # 3. 5% of the pages changed, scattered; 4. 5% changed, one contiguous block
-    for kind in scattered contiguous; do
-      k=inc5s; sig=USR2; [ $kind = contiguous ] && k=inc5c && sig=ALRM
+    # 3. 5% of the pages changed, scattered; 4. 5% changed, one contiguous block;
+    # 5. 5% scattered, each page rewritten with bytes of its own kind (random or zero)
+    for kind in scattered contiguous samekind; do
+      case $kind in scattered) k=inc5s sig=USR2 ;; contiguous) k=inc5c sig=ALRM ;; samekind) k=inc5k sig=HUP ;; esac
       c0=$(grep -c "changed $kind" "$R/out")
       kill -"$sig" "$GP" 2>/dev/null
       if ! cl=$(wait_nth "$R/out" "changed $kind" $((c0 + 1)) 60 "$GP"); then
@@ -391,7 +392,8 @@ for S in "${SIZES[@]}"; do
       fi
       # The changed pages hold new random bytes, which no compressor shrinks:
       # their own size is the least any checkpoint of them can write.
-      if [[ $cl =~ pages=([0-9]+) ]] && [ -n "$FULL_WROTE" ] && [ "$FULL_WROTE" -gt 0 ]; then
+      # (samekind: only the pages that got random bytes; the others are zero again)
+      if [[ $cl =~ random=([0-9]+) ]] || [[ $cl =~ pages=([0-9]+) ]] && [ -n "$FULL_WROTE" ] && [ "$FULL_WROTE" -gt 0 ]; then
         rec "$S" ${k}_floor "$(calc "100 * ${BASH_REMATCH[1]} * 4096 / $FULL_WROTE")"
       fi
       n=$((n + 1))
@@ -401,7 +403,7 @@ for S in "${SIZES[@]}"; do
         else recerr "$S" "no full checkpoint to compare with" ${k}_pct; fi
       else [ -n "$C_T1" ] || n=$((n - 1)); recerr "$S" "$C_ERR" ${k}_pct ${k}_total; fi
     done
-    # ghost-run's own peak memory over the four checkpoints
+    # ghost-run's own peak memory over these checkpoints
     hwm=$(awk '/^VmHWM:/ {printf "%.3f", $2/1024}' "/proc/$GP/status" 2>/dev/null)
     [ -n "$hwm" ] && rec "$S" gr_hwm "$hwm"
     # 5. kill -9 (as a node failure), then resume from the image
@@ -531,7 +533,7 @@ REPORT=$WORK/report.md
   row "stored: pages the image needs (MiB)" ck_stored
   row "wrote (MiB)" ck_wrote
   row "image on disk, du (MiB)" ck_du
-  row "ghost-run peak RSS over 4 checkpoints, VmHWM (MiB)" gr_hwm
+  row "ghost-run peak RSS over 5 checkpoints, VmHWM (MiB)" gr_hwm
   sect "ghost: resume after kill -9 (image read from disk: packs are written and read with O_DIRECT)"
   row "ghost-resume start → job runs again (ms)" rs_job
   row "ghost-resume start → 'resumed' log line (ms)" rs_line
@@ -545,6 +547,9 @@ REPORT=$WORK/report.md
   row "5% changed, one contiguous block: wrote (% of full)" inc5c_pct
   row "5% contiguous: the changed pages' own bytes (% of full: the floor)" inc5c_floor
   row "5% changed, one contiguous block: total (ms)" inc5c_total
+  row "5% changed, scattered, each page new bytes of its kind (random or zero): wrote (% of full)" inc5k_pct
+  row "5% same kind: the pages that got random bytes (% of full: the floor)" inc5k_floor
+  row "5% same kind: total (ms)" inc5k_total
   if [ "$DO_DIRTY" = 1 ]; then
     sect "ghost: job writing 1% of its memory per second"
     row "full checkpoint: frozen (ms)" dy_frozen1

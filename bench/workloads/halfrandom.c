@@ -20,6 +20,11 @@
  *                   (scattered), then prints "changed scattered pages=N ...".
  * SIGALRM           rewrites P% of the pages as one contiguous block at a
  *                   random place, then prints "changed contiguous pages=N ...".
+ * SIGHUP            rewrites P% of the pages, scattered, each with new bytes
+ *                   of its own kind: a random page gets new random bytes, a
+ *                   zero page is written with zeros (as a program recomputing
+ *                   its arrays in place); prints "changed samekind pages=N
+ *                   random=R ..." (R = pages that got random bytes).
  * --dump FILE       writes the initial contents (same seed => same bytes) to
  *                   FILE and exits; used for the zstd and disk baselines.
  * All output is unbuffered write(2) on stdout. */
@@ -35,9 +40,10 @@
 #include <unistd.h>
 #include "fill.h"
 
-static volatile sig_atomic_t want_scattered, want_contiguous;
+static volatile sig_atomic_t want_scattered, want_contiguous, want_samekind;
 static void on_usr2(int s) { (void)s; want_scattered = 1; }
 static void on_alrm(int s) { (void)s; want_contiguous = 1; }
+static void on_hup(int s) { (void)s; want_samekind = 1; }
 
 static long long now_ns(clockid_t c) {
     struct timespec ts;
@@ -129,6 +135,7 @@ int main(int argc, char **argv) {
     struct sigaction sa = {0};
     sa.sa_handler = on_usr2; sigaction(SIGUSR2, &sa, NULL);
     sa.sa_handler = on_alrm; sigaction(SIGALRM, &sa, NULL);
+    sa.sa_handler = on_hup; sigaction(SIGHUP, &sa, NULL);
 
     dprintf(1, "ready size_mib=%llu pages=%llu random_pages=%llu touch_ms=%.1f real_ns=%lld\n",
             (unsigned long long)mib, (unsigned long long)npages, (unsigned long long)nrandom,
@@ -162,6 +169,18 @@ int main(int argc, char **argv) {
             }
             dprintf(1, "changed %s pages=%llu pct=%.2f real_ns=%lld\n", scattered ? "scattered" : "contiguous",
                     (unsigned long long)n, change_pct, now_ns(CLOCK_REALTIME));
+        }
+        if (want_samekind) {
+            want_samekind = 0;
+            uint64_t n = (uint64_t)(npages * change_pct / 100.0), nr = 0;
+            for (uint64_t k = 0; k < n; k++) {
+                uint64_t i = xorshift64(&rng) % npages;
+                if (page_is_random(seed, i)) { fill_random_page(mem + i * PAGE, seed, i, version++); nr++; }
+                else memset(mem + i * PAGE, 0, PAGE);
+                __asm__ volatile("" ::: "memory"); /* keep the zero stores */
+            }
+            dprintf(1, "changed samekind pages=%llu random=%llu pct=%.2f real_ns=%lld\n",
+                    (unsigned long long)n, (unsigned long long)nr, change_pct, now_ns(CLOCK_REALTIME));
         }
         if (dirty_pct > 0 && mono >= next_dirty) {
             while (mono >= next_dirty) { dirty_acc += dirty_per_step; next_dirty += 10000000LL; }
