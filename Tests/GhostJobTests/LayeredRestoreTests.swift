@@ -14,23 +14,26 @@ final class LayeredRestoreTests: GhostTestCase {
         letters.utf8.flatMap { [UInt8](repeating: $0, count: ps) }
     }
 
+    /// Commits one checkpoint holding a chunk per string (a page per letter).
+    private func checkpoint(_ store: ImageStore, _ chunks: [String]) throws -> [ChunkID] {
+        let w = try store.beginCheckpoint()
+        let ids = try chunks.map { c in try pages(c).withUnsafeBytes { try w.put($0) } }
+        _ = try w.commit(manifest: [])
+        return ids
+    }
+
     func testNewestLayerWinsAndDroppedPagesStayUntouched() throws {
         let dir = try makeTempDir("layered")
         let store = try ImageStore(path: dir + "/img", create: true)
         defer { store.close() }
-        let w = try store.beginCheckpoint()
         // Base holds pages 0-3 (A), overlay 1 pages 1 and 2 (B), overlay 2 page 2 (C);
         // page 3 was dropped since (not in pageMask); page 5 only in overlay 1.
-        let base = try pages("AAAA").withUnsafeBytes { try w.put($0) }
-        let o1 = try pages("BBB").withUnsafeBytes { try w.put($0) }
-        let o2 = try pages("C").withUnsafeBytes { try w.put($0) }
-        _ = try w.commit(manifest: [])
+        let ids = try checkpoint(store, ["AAAA", "BBB", "C"])
+        let (base, o1, o2) = (ids[0], ids[1], ids[2])
         let block = MemoryBlock(index: 0, pageMask: 0b100111, chunk: base, baseMask: 0b1111,
                                 overlays: [PageOverlay(pageMask: 0b100110, chunk: o1), PageOverlay(pageMask: 0b100, chunk: o2)])
         // A plain block next to it, in the same layer pass as the base.
-        let w2 = try store.beginCheckpoint()
-        let plainID = try pages("DD").withUnsafeBytes { try w2.put($0) }
-        _ = try w2.commit(manifest: [])
+        let plainID = try checkpoint(store, ["DD"])[0]
 
         let len = 2 * MemoryState.blockPages * ps
         let area = mmap(nil, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
@@ -55,9 +58,7 @@ final class LayeredRestoreTests: GhostTestCase {
         let dir = try makeTempDir("layered-bad")
         let store = try ImageStore(path: dir + "/img", create: true)
         defer { store.close() }
-        let w = try store.beginCheckpoint()
-        let base = try pages("A").withUnsafeBytes { try w.put($0) }
-        _ = try w.commit(manifest: [])
+        let base = try checkpoint(store, ["A"])[0]
         let block = MemoryBlock(index: 0, pageMask: 0b11, chunk: base, baseMask: 0b01)
         let memory = try ProcessMemory(pid: getpid(), writable: true)
         XCTAssertThrowsError(try MemoryState.fillAll([.init(vmaStart: 0x10000, vmaEnd: 0x10000 + UInt64(64 * ps), block: block, writable: true)],

@@ -73,21 +73,25 @@ enum MemoryState {
         // Shared memory is stored once per object, by SharedMemoryState.
         for i in which where areas[i].1.kind != .sharedFile && areas[i].1.kind != .sharedAnonymous {
             let (m, v) = areas[i]
+            var recheck: [UInt64] = []
             let pages: [(UInt64, UInt64)]
-            if case .fresh(let listed)? = plans?[i] { pages = listed } else { pages = try pagesToStore(m, kind: v.kind, pagemap: pagemap) }
-            if case .delta(let previous, let written)? = plans?[i] {
-                var recheck = [UInt64](repeating: 0, count: written.count)
-                if v.kind == .privateFile {
-                    // A copied-on-write page dropped since (MADV_DONTNEED) shows
-                    // as swapped, like one really swapped out: the write-protect
-                    // marker left in its place is a swap entry to the kernel,
-                    // and an unprivileged reader cannot tell them apart. Stored
-                    // pages in that state are read again, so what the process
-                    // sees now (its copy, or the file's bytes) is stored.
-                    for (s, e) in try swappedPages(m, pagemap: pagemap) {
-                        WriteTracking.markRange(&recheck, area: m.start, from: s, to: e)
-                    }
+            if case .fresh(let listed)? = plans?[i] { pages = listed } else {
+                // In a tracked private file mapping, a copied-on-write page
+                // dropped since (MADV_DONTNEED) shows as swapped, like one
+                // really swapped out: the write-protect marker left in its
+                // place is a swap entry to the kernel, and an unprivileged
+                // reader cannot tell them apart. Stored pages in that state
+                // are read again, so what the process sees now (its copy, or
+                // the file's bytes) is stored.
+                // (Left empty elsewhere, where marking it does nothing.)
+                if case .delta(_, let written)? = plans?[i], v.kind == .privateFile {
+                    recheck = [UInt64](repeating: 0, count: written.count)
                 }
+                pages = try pagesToStore(m, kind: v.kind, pagemap: pagemap) { s, e in
+                    WriteTracking.markRange(&recheck, area: m.start, from: s, to: e)
+                }
+            }
+            if case .delta(let previous, let written)? = plans?[i] {
                 let (w, k) = delta(pages, area: i, mapping: m, kind: v.kind, previous: previous, written: written,
                                    recheck: recheck, writer: writer)
                 work += w
@@ -129,7 +133,7 @@ enum MemoryState {
     /// kept as they were (minus pages that are gone, e.g. MADV_DONTNEED), blocks
     /// with written pages get an overlay holding those, or are read whole
     /// (new block, too many layers, base chunk no longer in the image).
-    /// `recheck[b]`: pages of block b to read again if they were stored, as if written.
+    /// `recheck[b]` (empty: none): pages of block b to read again if they were stored, as if written.
     static func delta(_ ranges: [(UInt64, UInt64)], area: Int, mapping m: ProcFS.Mapping, kind: VMARecord.Kind,
                       previous: VMARecord, written: [UInt64], recheck: [UInt64], writer: CheckpointWriter)
         -> (work: [BlockWork], kept: [(area: Int, block: MemoryBlock)]) {
@@ -140,7 +144,8 @@ enum MemoryState {
         var work: [BlockWork] = []
         var kept: [(area: Int, block: MemoryBlock)] = []
         for b in want.indices where want[b] != 0 || old[b] != nil {
-            let wr = (written[b] | (recheck[b] & (old[b]?.pageMask ?? 0))) & want[b]
+            let again = b < recheck.count ? recheck[b] & (old[b]?.pageMask ?? 0) : 0
+            let wr = (written[b] | again) & want[b]
             func item(_ mask: UInt64, base: MemoryBlock?, keep: UInt64) -> BlockWork {
                 let start = m.start + UInt64(b) * blockBytes
                 var pages: [UInt64] = []
@@ -277,7 +282,11 @@ enum MemoryState {
     }
 
     /// Page-aligned address ranges of `m` whose contents must be stored.
-    static func pagesToStore(_ m: ProcFS.Mapping, kind: VMARecord.Kind, pagemap: Int32) throws(GhostError) -> [(UInt64, UInt64)] {
+    /// `swapped` is also given the ranges that are swapped out (or hold a
+    /// write-protect marker), from the same walk; the pagemap-file fallback
+    /// (kernels without PAGEMAP_SCAN, hence without write tracking) gives none.
+    static func pagesToStore(_ m: ProcFS.Mapping, kind: VMARecord.Kind, pagemap: Int32,
+                             swapped: (UInt64, UInt64) -> Void = { _, _ in }) throws(GhostError) -> [(UInt64, UInt64)] {
         var out: [(UInt64, UInt64)] = []
         func want(_ cat: UInt64) -> Bool {
             let present = cat & UInt64(GHOST_PAGE_IS_PRESENT) != 0
@@ -307,28 +316,12 @@ enum MemoryState {
                 if errno == ENOTTY || errno == EINVAL { return try pagesFromPagemapFile(m, kind: kind, pagemap: pagemap) }
                 throw .errno("PAGEMAP_SCAN of \(hex(m.start))-\(hex(m.end))")
             }
-            for i in 0..<Int(n) where want(regions[3 * i + 2]) {
-                let s = regions[3 * i], e = regions[3 * i + 1]
+            for i in 0..<Int(n) {
+                let s = regions[3 * i], e = regions[3 * i + 1], cat = regions[3 * i + 2]
+                if cat & UInt64(GHOST_PAGE_IS_SWAPPED) != 0 { swapped(s, e) }
+                guard want(cat) else { continue }
                 if let last = out.last, last.1 == s { out[out.count - 1].1 = e } else { out.append((s, e)) }
             }
-            if walkEnd <= cursor { break }
-            cursor = walkEnd
-        }
-        return out
-    }
-
-    /// Swapped-or-marker page ranges of `m` (empty where PAGEMAP_SCAN is missing:
-    /// write tracking, the only user, needs it anyway).
-    static func swappedPages(_ m: ProcFS.Mapping, pagemap: Int32) throws(GhostError) -> [(UInt64, UInt64)] {
-        var out: [(UInt64, UInt64)] = []
-        var regions = [UInt64](repeating: 0, count: 3 * 512)
-        var cursor = m.start
-        while cursor < m.end {
-            var walkEnd: UInt64 = 0
-            let n = ghost_pagemap_scan(pagemap, cursor, m.end, UInt64(GHOST_PAGE_IS_SWAPPED), UInt64(GHOST_PAGE_IS_SWAPPED),
-                                       &regions, 512, &walkEnd)
-            if n < 0 { throw .errno("PAGEMAP_SCAN of \(hex(m.start))-\(hex(m.end))") }
-            for i in 0..<Int(n) { out.append((regions[3 * i], regions[3 * i + 1])) }
             if walkEnd <= cursor { break }
             cursor = walkEnd
         }
