@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
-BIN=${GHOST_BIN_DIR:-$(swift build -c release --show-bin-path)}
-[ -x "$BIN/ghost-run" ] || swift build -c release >/dev/null
+BIN=${GHOST_BIN_DIR:-$(swift build -c release --static-swift-stdlib --show-bin-path)}
+[ -x "$BIN/ghost-run" ] || swift build -c release --static-swift-stdlib >/dev/null
 make -s -C examples/mgs
 MGS=$PWD/examples/mgs/mgs
 WORK=$(mktemp -d /tmp/ghost-bench.XXXXXX)

@@ -238,11 +238,11 @@ rcell() { if [ -n "$1" ] && [ -n "$2" ] && awk -v b="$2" 'BEGIN{exit !(b>0)}'; t
 if [ -n "${GHOST_BIN_DIR:-}" ]; then
   BIN=$GHOST_BIN_DIR
 else
-  say "building ghost (swift build -c release)"
-  if ! swift build -c release > "$WORK/build.log" 2>&1; then
+  say "building ghost (swift build -c release --static-swift-stdlib)"
+  if ! swift build -c release --static-swift-stdlib > "$WORK/build.log" 2>&1; then
     tail -20 "$WORK/build.log" >&2; echo "bench/run.sh: release build failed" >&2; exit 1
   fi
-  BIN=$(swift build -c release --show-bin-path)
+  BIN=$(swift build -c release --static-swift-stdlib --show-bin-path)
 fi
 [ -x "$BIN/ghost-run" ] && [ -x "$BIN/ghost-resume" ] || { echo "bench/run.sh: no ghost-run/ghost-resume in $BIN" >&2; exit 1; }
 CC=${CC:-cc}

@@ -10,8 +10,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
-BIN=${GHOST_BIN_DIR:-$(swift build -c release --show-bin-path)}
-[ -x "$BIN/ghost-run" ] || swift build -c release >/dev/null
+BIN=${GHOST_BIN_DIR:-$(swift build -c release --static-swift-stdlib --show-bin-path)}
+[ -x "$BIN/ghost-run" ] || swift build -c release --static-swift-stdlib >/dev/null
 make -s -C examples/mgs mgs-omp
 MGS=$PWD/examples/mgs/mgs-omp
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ghost-bench-jobs.XXXXXX")

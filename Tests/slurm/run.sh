@@ -258,7 +258,10 @@ t_node_down() {
 }
 
 t_slurmd_kill() {
-    local T; T=$(tdir slurmd-kill); local R=900
+    # The job must outlast slurmd's death (~45-55 s until the requeue) plus
+    # the stand-in's turn (~20 s), on a fast machine too: R=900 (~56 s on a
+    # CI machine) once finished before the stand-in could hold the lock.
+    local T; T=$(tdir slurmd-kill); local R=2600
     start_ref $N $R
     local args="-n $N -r $R -q -o $T/result"
     local j why=""
@@ -295,7 +298,12 @@ t_slurmd_kill() {
     [ -n "$old_gr" ] && [ -d "/proc/$old_gr" ] && orphan_ok=1
     sleep 4     # one more interval: the orphan keeps checkpointing
     after=$(newest_checkpoint "$T/img")
+    [ -n "$old_gr" ] && [ -d "/proc/$old_gr" ] || orphan_ok=0
     note "slurmd-kill: requeued; the old copy (ghost-run $old_gr) is $([ $orphan_ok = 1 ] && echo alive || echo gone), checkpoints $before -> $after"
+    if [ $orphan_ok = 0 ] && [ -s "$T/result" ]; then
+        fail slurmd-kill "the job finished (mgs -r $R) before the test could play the old copy; give it more repetitions"
+        show "$T/out"; scontrol release "$j" 2>/dev/null; "$ROOT/scripts/slurm/up.sh" >/dev/null; return
+    fi
 
     # On a real cluster the requeued job starts on another node while the
     # old copy still runs on the dead one. Here the restarted slurmd SIGKILLs
@@ -303,8 +311,9 @@ t_slurmd_kill() {
     # copy: the orphan dies, a ghost-run outside Slurm resumes the job and
     # holds the image directory, and the requeued job must wait for it
     # (--lock-timeout, 5 min under Slurm), not write beside it.
-    [ $orphan_ok = 1 ] && kill -9 "$old_gr"
-    as_user setsid ghost-run --image-dir "$T/img" --resume-if-present -- "$BIN/mgs" $args \
+    [ $orphan_ok = 1 ] && kill -9 "$old_gr" 2>/dev/null
+    # The stand-in checkpoints too, so the requeued job goes on from its work.
+    as_user setsid ghost-run --image-dir "$T/img" --resume-if-present --checkpoint-interval 3s -- "$BIN/mgs" $args \
         >"$T/stand-in.out" 2>"$T/stand-in.err" </dev/null &
     local stand_in=$!
     why=$(wait_until 30 "the stand-in to resume and hold the image dir" has "$T/stand-in.err" "resumed checkpoint")

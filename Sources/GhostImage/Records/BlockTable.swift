@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// How a list of memory blocks is encoded in the manifest (format 3): one
 /// base64 string of fixed binary records instead of a JSON object per block.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 extension Manifest {
     /// JSON bytes of the manifest (keys sorted, so equal manifests give equal
