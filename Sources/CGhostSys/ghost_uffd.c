@@ -1,5 +1,5 @@
-// userfaultfd write tracking: UFFDIO_API / UFFDIO_REGISTER and PAGEMAP_SCAN
-// with write-protect, which Swift cannot call (variadic ioctl, structs the
+// userfaultfd: write tracking (UFFDIO_API / UFFDIO_REGISTER and PAGEMAP_SCAN
+// with write-protect) and restore (UFFDIO_COPY), which Swift cannot call (variadic ioctl, structs the
 // system headers here do not have).
 #include "ghost_uffd.h"
 #include <errno.h>
@@ -23,6 +23,30 @@ int ghost_uffd_api(int uffd) {
 int ghost_uffd_register_wp(int uffd, uint64_t start, uint64_t len) {
     struct uffdio_register reg = { .range = { .start = start, .len = len }, .mode = UFFDIO_REGISTER_MODE_WP };
     return ioctl(uffd, UFFDIO_REGISTER, &reg);
+}
+
+int ghost_uffd_api_missing(int uffd) {
+    struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+    return ioctl(uffd, UFFDIO_API, &api);
+}
+
+int ghost_uffd_register_missing(int uffd, uint64_t start, uint64_t len) {
+    struct uffdio_register reg = { .range = { .start = start, .len = len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+    return ioctl(uffd, UFFDIO_REGISTER, &reg);
+}
+
+int ghost_uffd_unregister(int uffd, uint64_t start, uint64_t len) {
+    struct uffdio_range range = { .start = start, .len = len };
+    return ioctl(uffd, UFFDIO_UNREGISTER, &range);
+}
+
+int ghost_uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *copied) {
+    struct uffdio_copy c = { .dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len, .mode = 0, .copy = 0 };
+    int r = ioctl(uffd, UFFDIO_COPY, &c);
+    int e = r == 0 ? 0 : errno;
+    *copied = c.copy > 0 ? (uint64_t)c.copy : 0;
+    if (r == 0 && *copied < len) e = EAGAIN;   // a short copy without an error: go on from there
+    return e;
 }
 
 struct ghost_pm_scan_arg2 {

@@ -757,6 +757,7 @@ class GhostTestCase: XCTestCase {
     func checkpointKillResume(_ name: String, _ args: [String] = [], release: Release = .line("go"),
                               readyText: String = "ready", settle: Double = 0, cwd: String? = nil,
                               runTimeout: TimeInterval = 120, inherit: [Int32: Int32] = [:],
+                              resumeEnv: [String: String] = [:],
                               file: StaticString = #filePath, line: UInt = #line) throws -> String {
         let exe = try program(name)
         let dir = try makeTempDir(name)
@@ -769,7 +770,7 @@ class GhostTestCase: XCTestCase {
         try checkpoint(run, number: 1)
         try killNode(run, jobPid: pid)
 
-        let resumed = try startGhostResume(images, cwd: cwd ?? dir, inherit: inherit)
+        let resumed = try startGhostResume(images, cwd: cwd ?? dir, env: environment(resumeEnv), inherit: inherit)
         let (n, newPid) = try waitResumed(resumed, exe: exe)
         XCTAssertEqual(n, 1, "resumed the wrong checkpoint\n\(resumed.transcript)", file: file, line: line)
         switch release {

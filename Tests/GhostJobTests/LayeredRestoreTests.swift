@@ -1,4 +1,5 @@
 import Glibc
+import CGhostSys
 import XCTest
 import GhostImage
 @testable import GhostJob
@@ -46,6 +47,44 @@ final class LayeredRestoreTests: GhostTestCase {
                   block: MemoryBlock(index: 1, pageMask: 0b11, chunk: plainID), writable: true),
         ], store: store, memory: memory, blockPages: MemoryState.blockPages)
 
+        func page(_ i: Int) -> Character {
+            let b = area.load(fromByteOffset: i * ps + ps / 2, as: UInt8.self)
+            return b == 0 ? "0" : Character(UnicodeScalar(b))
+        }
+        XCTAssertEqual(String((0..<6).map(page)), "ABC00B")
+        XCTAssertEqual(String([page(MemoryState.blockPages), page(MemoryState.blockPages + 1)]), "DD")
+    }
+
+    /// The first layer goes in through UFFDIO_COPY (PageInstaller); a page
+    /// that is present already is written the ordinary way; overlays after.
+    func testFirstLayerInstalledWithUserfaultfd() throws {
+        let dir = try makeTempDir("layered-uffd")
+        let store = try ImageStore(path: dir + "/img", create: true)
+        defer { store.close() }
+        let ids = try checkpoint(store, ["AAAA", "BBB", "C", "DD"])
+        let block = MemoryBlock(index: 0, pageMask: 0b100111, chunk: ids[0], baseMask: 0b1111,
+                                overlays: [PageOverlay(pageMask: 0b100110, chunk: ids[1]), PageOverlay(pageMask: 0b100, chunk: ids[2])])
+        let len = 2 * MemoryState.blockPages * ps
+        let area = mmap(nil, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+        defer { munmap(area, len) }
+        let start = UInt64(UInt(bitPattern: area)), end = start + UInt64(len)
+        area.storeBytes(of: UInt8(ascii: "Z"), toByteOffset: MemoryState.blockPages * ps, as: UInt8.self)   // present before
+
+        // A userfaultfd of this process, as the injected one is of a restored process.
+        let fd = Int32(ghost_syscall6(Int(GHOST_SYS_USERFAULTFD), Int(O_CLOEXEC | O_NONBLOCK | 1), 0, 0, 0, 0, 0))
+        XCTAssertGreaterThanOrEqual(fd, 0, "userfaultfd: \(String(cString: strerror(errno)))")
+        let installer = try XCTUnwrap(PageInstaller(uffd: fd, areas: [(start, end)]))
+        defer { installer.finish() }   // before any page of the area is touched here: a missing page would wait forever
+        let memory = try ProcessMemory(pid: getpid(), writable: true)
+        try MemoryState.fillAll([
+            .init(vmaStart: start, vmaEnd: end, block: block, writable: true),
+            .init(vmaStart: start, vmaEnd: end, block: MemoryBlock(index: 1, pageMask: 0b11, chunk: ids[3]), writable: true),
+        ], store: store, memory: memory, blockPages: MemoryState.blockPages, installer: installer)
+        installer.finish()
+
+        // Base pages 0-2 and page 1 of block 1 installed; page 0 of block 1 was present.
+        XCTAssertEqual(installer.installed.load(ordering: .relaxed), 4)
+        XCTAssertEqual(installer.presentWrites.load(ordering: .relaxed), 1)
         func page(_ i: Int) -> Character {
             let b = area.load(fromByteOffset: i * ps + ps / 2, as: UInt8.self)
             return b == 0 ? "0" : Character(UnicodeScalar(b))

@@ -21,6 +21,13 @@ final class ProcessStateTests: GhostTestCase {
         XCTAssertTrue(ok.contains("anonymous memory intact"), ok)
     }
 
+    /// The same, written back with process_vm_writev instead of UFFDIO_COPY
+    /// (what a kernel or user without userfaultfd gets).
+    func testAnonymousMemoryWithoutUserfaultfd() throws {
+        let ok = try checkpointKillResume("anon_memory", resumeEnv: ["GHOST_NO_UFFD_RESTORE": "1"])
+        XCTAssertTrue(ok.contains("anonymous memory intact"), ok)
+    }
+
     /// Areas with MADV_DONTFORK and MADV_WIPEONFORK, which a forked snapshot
     /// does not hold as they are, keep their bytes (read from the job
     /// itself) and their advice: a child forked after the restart sees the

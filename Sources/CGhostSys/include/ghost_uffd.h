@@ -15,6 +15,19 @@ int ghost_uffd_api(int uffd);
 /// UFFDIO_REGISTER_MODE_WP on [start, start+len). Returns 0 or -1 with errno.
 int ghost_uffd_register_wp(int uffd, uint64_t start, uint64_t len);
 
+/// Restore: filling fresh areas with UFFDIO_COPY, which installs pages
+/// holding the copied bytes (process_vm_writev faults in zeroed pages first,
+/// then copies: twice the memory traffic).
+/// UFFDIO_API with no features (missing-page mode). Returns 0 or -1 with errno.
+int ghost_uffd_api_missing(int uffd);
+/// UFFDIO_REGISTER_MODE_MISSING / UFFDIO_UNREGISTER on [start, start+len). 0 or -1 with errno.
+int ghost_uffd_register_missing(int uffd, uint64_t start, uint64_t len);
+int ghost_uffd_unregister(int uffd, uint64_t start, uint64_t len);
+/// UFFDIO_COPY of len bytes (page multiples) from src (this process) to dst.
+/// Returns 0 or an errno (EEXIST: the page at dst + *copied is present);
+/// *copied = bytes installed before it stopped.
+int ghost_uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *copied);
+
 /// PAGEMAP_SCAN categories and flags (Debian 12's headers predate them).
 #define GHOST_PAGE_IS_WPALLOWED (1 << 0)
 #define GHOST_PAGE_IS_WRITTEN   (1 << 1)

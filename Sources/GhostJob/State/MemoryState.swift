@@ -430,7 +430,16 @@ enum MemoryState {
                                                writable: mapProt & PROT_WRITE != 0) }
             if mapProt != vma.prot { reprotect.append((vma.start, len, vma.prot)) }
         }
-        try fillAll(jobs, store: store, memory: ctx.memory, blockPages: blockPages)
+        // Fresh private anonymous areas get their first layer through UFFDIO_COPY.
+        let installer = PageInstaller.make(ctx: ctx, areas: vmas.filter {
+            !$0.blocks.isEmpty && $0.object == nil && [.anonymous, .heap, .stack].contains($0.kind)
+        }.map { ($0.start, $0.end) })
+        defer { installer?.finish() }
+        try fillAll(jobs, store: store, memory: ctx.memory, blockPages: blockPages, installer: installer)
+        if PhaseTimes.enabled {
+            Log.info("memory of \(ctx.pid): " + (installer.map { "\($0.installed.load(ordering: .relaxed)) pages installed with UFFDIO_COPY" }
+                                                ?? "no userfaultfd, written with process_vm_writev"))
+        }
         for (start, len, prot) in reprotect {
             try ctx.syscall.check("mprotect \(hex(start))", SYS.mprotect, start, len, UInt64(prot))
         }
@@ -460,7 +469,9 @@ enum MemoryState {
     /// block in memory instead read its overlays one small read at a time:
     /// a 1 GiB image after a few incremental checkpoints resumed 200 ms
     /// slower than its bytes take to read.)
-    static func fillAll(_ fills: [BlockFill], store: ImageStore, memory: ProcessMemory, blockPages: Int) throws(GhostError) {
+    /// `installer` (if any) writes the first layer and is finished after it.
+    static func fillAll(_ fills: [BlockFill], store: ImageStore, memory: ProcessMemory, blockPages: Int,
+                        installer: PageInstaller? = nil) throws(GhostError) {
         for f in fills where f.block.overlays != nil || f.block.baseMask != nil {
             let held = (f.block.overlays ?? []).reduce(f.block.basePages) { $0 | $1.pageMask }
             guard f.block.pageMask & ~held == 0 else {
@@ -470,6 +481,8 @@ enum MemoryState {
         Progress.add(total: fills.reduce(0) { $0 + $1.block.pageMask.nonzeroBitCount } * pageSize)
         let layers = fills.reduce(0) { max($0, $1.block.overlays?.count ?? 0) }
         for layer in 0...layers {
+            if layer == 1 { installer?.finish() }   // overlays write over present pages
+            let installer = layer == 0 ? installer : nil
             // (block, chunk, the pages it holds) of the blocks that have this layer.
             let items: [(fill: Int, id: ChunkID, mask: UInt64)] = layer == 0
                 ? fills.indices.map { ($0, fills[$0].block.chunk, fills[$0].block.basePages) }
@@ -487,7 +500,7 @@ enum MemoryState {
                     try store.readGroup(ids, groups[g], scratch: scratch.bytes) { k, data in
                         let f = fills[items[k].fill]
                         do throws(GhostError) { try fill(f, chunk: items[k].id, holding: items[k].mask, data: data, memory: memory,
-                                                         blockPages: blockPages) }
+                                                         blockPages: blockPages, installer: installer) }
                         catch { failure = error; return false }
                         if layer == 0 { Progress.add(done: f.block.pageMask.nonzeroBitCount * pageSize) }
                         return true
@@ -501,7 +514,7 @@ enum MemoryState {
     /// Writes into the restored process the pages of chunk `id` (`data`: the
     /// pages of `mask`, in order) that its block keeps (`pageMask`).
     static func fill(_ j: BlockFill, chunk id: ChunkID, holding mask: UInt64, data: UnsafeRawBufferPointer,
-                     memory: ProcessMemory, blockPages: Int) throws(GhostError) {
+                     memory: ProcessMemory, blockPages: Int, installer: PageInstaller? = nil) throws(GhostError) {
         let ps = UInt64(pageSize)
         guard data.count == mask.nonzeroBitCount * pageSize else {
             throw .badImage("memory chunk \(id) does not match its page mask in block \(j.block.index) of \(hex(j.vmaStart))")
@@ -528,6 +541,8 @@ enum MemoryState {
         try compacted.withUnsafeBytes { c in
             let src = keep == mask ? data : c
             return Result { () throws(GhostError) in
+                if let installer, installer.covers(j.vmaStart),
+                   installer.install(runs, area: j.vmaStart, from: src, memory: memory) { return }
                 if j.writable && memory.writeRanges(runs, from: src) { return }
                 var off = 0
                 for r in runs {

@@ -240,23 +240,18 @@ public final class WriteTracking {
         ghost_uffd_register_wp(p.uffd, m.start, m.end - m.start) == 0 ? 0 : errno
     }
 
-    /// A userfaultfd of the process's current address space: created by the
-    /// process itself (injected call), taken over by ghost, closed in the job.
+    /// A userfaultfd of the process's current address space (Userfaultfd.inject).
     private func makeUffd(ctx: ProcessContext) -> Process? {
-        let r: Int64
-        do { r = try ctx.syscall.call(Int(GHOST_SYS_USERFAULTFD), UInt64(O_CLOEXEC | O_NONBLOCK) | 1 /* UFFD_USER_MODE_ONLY */) }
-        catch { return nil }
-        if r < 0 {
-            let e = Int32(-r)
-            if e == ENOSYS || e == EINVAL || e == EPERM {
-                unavailable = "userfaultfd is not available to this user (\(String(cString: strerror(e))))"
+        let mine: Int32
+        switch Userfaultfd.inject(ctx) {
+        case .success(let fd): mine = fd
+        case .failure(let e):
+            if Userfaultfd.isUnavailable(e) {
+                unavailable = "userfaultfd is not available to this user (\(e.text))"
                 Log.info("incremental checkpoints read all memory: \(unavailable!)")
             }
             return nil
         }
-        let mine = ghost_grab_fd(ctx.pid, Int32(r))
-        _ = try? ctx.syscall.call(SYS.close, UInt64(r))
-        if mine < 0 { return nil }
         if ghost_uffd_api(mine) != 0 {
             close(mine)
             unavailable = "this kernel has no asynchronous userfaultfd write-protect (Linux 6.7+ needed)"
