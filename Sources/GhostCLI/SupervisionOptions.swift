@@ -65,3 +65,10 @@ extension GhostCommand {
         }
     }
 }
+
+/// Forgets a recorded end once the job runs again. The job is running by
+/// then, so a failure is only a warning: the record would make the next
+/// resume refuse until it is removed (the warning says which file).
+public func clearEnd(_ store: ImageStore) {
+    do { try store.clearEnd() } catch { Log.warn("\(error); remove \(store.path)/ENDED by hand before resuming this job again") }
+}

@@ -26,6 +26,18 @@ struct GhostResume: GhostCommand {
         do { store = try ImageStore(path: imageDir, create: false) } catch { fail("\(error)") }
         if list { listCheckpoints(store); return }
         do { try store.lockForWriting() } catch { fail("\(error)") }
+        if let end = store.jobEnd() {
+            guard let n = checkpoint else {
+                // Done: say so, and give the job's own status (as ghost-run --resume-if-present does).
+                let newest = store.checkpointNumbers().last
+                Log.info("the job in \(store.path) already ended (\(end.summary)); nothing to resume"
+                         + (newest.map { ". Resuming would run its end again; to do that anyway, name the checkpoint: "
+                                         + "ghost-resume --checkpoint \($0) \(imageDir)" } ?? ""))
+                store.close()
+                Glibc.exit(end.exitStatus)
+            }
+            Log.info("the job had ended (\(end.summary)); resuming checkpoint \(n) as asked")
+        }
 
         let restorer = Restorer(store: store, warn: { Log.warn($0) })
         let number: Int, manifest: Manifest, handle: JobHandle
@@ -33,6 +45,7 @@ struct GhostResume: GhostCommand {
             (number, manifest) = try restorer.load(number: checkpoint)
             handle = try restorer.restore(manifest)
         } catch { fail("\(error)") }
+        clearEnd(store)   // it runs again (a no-op unless it had ended)
         let job = supervision.applied(to: manifest.job)
         Log.info(Restorer.describe(number: number, manifest, handle))
         let sup = Supervisor(store: store, job: job, policy: supervision.policy)
@@ -45,6 +58,7 @@ struct GhostResume: GhostCommand {
     func listCheckpoints(_ store: ImageStore) {
         let numbers = store.checkpointNumbers()
         if numbers.isEmpty { print("\(store.path): no checkpoints") }
+        if let end = store.jobEnd() { print("job ended: \(end.summary)") }
         for n in numbers {
             do {
                 let m = try Manifest.decode(try store.loadManifest(n))

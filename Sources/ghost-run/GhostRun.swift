@@ -72,8 +72,26 @@ struct GhostRun: GhostCommand {
         let policy = supervision.policy
 
         let sup: Supervisor
+        let resuming = resumeIfPresent || Slurm.restartCount > 0
+        if let end = store.jobEnd() {
+            guard end.argv == argv else {
+                fail("\(dir) holds another command (\(end.argv.joined(separator: " "))), which ended; "
+                     + "use another --image-dir for this one")
+            }
+            if resuming {
+                // A requeued run of a job that had finished: it is done, not to be run again.
+                Log.info("the job in \(dir) already ended (\(end.summary)); not running it again. "
+                         + "To run it anew, remove \(dir) or pass another --image-dir")
+                store.close()
+                Glibc.exit(end.exitStatus)
+            }
+            if !store.checkpointNumbers().isEmpty {
+                fail("\(dir) holds a job that ended (\(end.summary)); remove \(dir) or pass another --image-dir "
+                     + "to run it anew")
+            }
+        }
         if let newest = store.checkpointNumbers().last {
-            guard resumeIfPresent || Slurm.restartCount > 0 else {
+            guard resuming else {
                 fail("\(dir) already holds checkpoint \(newest) of a job; resume it with `ghost-resume \(dir)` or "
                      + "`ghost-run --resume-if-present ...`, or pass another --image-dir to start afresh")
             }
@@ -104,6 +122,7 @@ struct GhostRun: GhostCommand {
             }
             do {
                 let pid = try sup.launch(path: path, argv: argv, namespaces: namespaces)
+                clearEnd(store)   // a job that ended before any checkpoint runs anew
                 Log.info("started pid \(pid): \(argv.joined(separator: " ")); images in \(dir)")
             } catch { fail("\(error)", code: 126) }
         }

@@ -117,16 +117,78 @@ final class SupervisionTests: GhostTestCase {
         }
     }
 
+    /// A job that exited by itself after a checkpoint is recorded as ended:
+    /// ghost-resume and a requeued `ghost-run --resume-if-present` say so and
+    /// give its exit status without running its end again; --list shows it;
+    /// naming the checkpoint resumes it anyway (and it ends again).
+    func testEndedJobIsNotRunAgain() throws {
+        let exe = try program("exit_status")
+        let dir = try makeTempDir("ended")
+        let images = dir + "/images"
+        let run = try startGhostRun(exe, ["exit", "3"], imageDir: images, cwd: dir)
+        try run.waitFor("ready")
+        try checkpoint(run, number: 1)
+        try run.write("go\n")
+        try expectExit(run, .exited(3))
+
+        let resume = try startGhostResume(images, cwd: dir)
+        try expectExit(resume, .exited(3))
+        XCTAssertTrue(resume.stderrText.contains("already ended (exit status 3"), resume.transcript)
+        XCTAssertTrue(resume.stderrText.contains("ghost-resume --checkpoint 1 "), resume.transcript)
+        XCTAssertFalse(resume.stderrText.contains("resumed checkpoint"), resume.transcript)
+
+        let again = try startGhostRun(exe, ["exit", "3"], imageDir: images, ghostArgs: ["--resume-if-present"], cwd: dir)
+        try expectExit(again, .exited(3))
+        XCTAssertTrue(again.stderrText.contains("not running it again"), again.transcript)
+        XCTAssertFalse(again.stdoutText.contains("ready"), again.transcript)
+
+        let plain = try startGhostRun(exe, ["exit", "3"], imageDir: images, cwd: dir)
+        try expectExit(plain, .exited(125))
+        XCTAssertTrue(plain.stderrText.contains("holds a job that ended"), plain.transcript)
+
+        let list = try runToCompletion(Paths.ghostResume, ["--list", images], environment: environment(), timeout: 60)
+        XCTAssertTrue(list.stdout.contains("job ended: exit status 3"), list.stdout)
+
+        let forced = try startGhostResume(images, ["--checkpoint", "1"], cwd: dir)
+        _ = try waitResumed(forced, exe: exe)
+        try forced.write("go\n")
+        try expectExit(forced, .exited(3))
+    }
+
+    /// Not recorded as ended, so resumed: a job that exited on a SIGTERM
+    /// sent to ghost (a scheduler stopping it), and one killed by SIGKILL
+    /// from outside (the OOM killer).
+    func testJobStoppedFromOutsideIsNotEnded() throws {
+        let exe = try program("exit_status")
+        let dir = try makeTempDir("not-ended")
+        for (args, stop, expected) in [(["trap"], "ghost-sigterm", ExitStatus.exited(7)),
+                                       (["wait"], "job-sigkill", .exited(128 + SIGKILL))] {
+            let images = dir + "/images-" + stop
+            let run = try startGhostRun(exe, args, imageDir: images, cwd: dir)
+            let pid = try jobPid(of: run, exe: exe)
+            try run.waitFor("ready")
+            try checkpoint(run, number: 1)
+            if stop == "ghost-sigterm" { run.signal(SIGTERM) } else { kill(pid, SIGKILL) }
+            try expectExit(run, expected)
+            XCTAssertNil(fileSize(images + "/ENDED"), "\(stop): recorded as ended\n\(run.transcript)")
+            let resumed = try startGhostResume(images, cwd: dir)
+            let (n, newPid) = try waitResumed(resumed, exe: exe)
+            XCTAssertEqual(n, 1)
+            kill(newPid, SIGKILL)
+            try expectExit(resumed, .exited(128 + SIGKILL))
+        }
+    }
+
     /// ghost-resume --checkpoint-interval 1s checkpoints the resumed job on its own.
     func testResumeWithCheckpointInterval() throws {
         let exe = try program("counter")
         let dir = try makeTempDir("resume-interval")
         let images = dir + "/images"
         let run = try startGhostRun(exe, [], imageDir: images, cwd: dir)
+        let pid = try jobPid(of: run, exe: exe)
         try run.waitFor("ready")
         try checkpoint(run, number: 1)
-        try run.write("quit\n")
-        try expectExit(run, .exited(0))
+        try killNode(run, jobPid: pid)
 
         let resumed = try startGhostResume(images, ["--checkpoint-interval", "1s"], cwd: dir)
         _ = try waitResumed(resumed, exe: exe)
@@ -241,7 +303,11 @@ final class SupervisionTests: GhostTestCase {
         try run.waitFor("ok ", timeout: 60)
         try expectExit(run, .exited(0), file: file, line: line)
         XCTAssertEqual(checkpointFiles(images).count, 0, "a refused checkpoint left a checkpoint file", file: file, line: line)
+        // Nothing to resume: the job ended before any checkpoint (and says so).
         let r = try runToCompletion(Paths.ghostResume, [images], timeout: 60)
-        XCTAssertNotEqual(r.status, .exited(0), "ghost-resume resumed a refused checkpoint", file: file, line: line)
+        XCTAssertFalse(r.stderr.contains("resumed checkpoint"), "ghost-resume resumed a refused checkpoint: \(r.stderr)",
+                       file: file, line: line)
+        XCTAssertTrue(r.stderr.contains("already ended (exit status 0") && r.stderr.contains("before any checkpoint"),
+                      r.stderr, file: file, line: line)
     }
 }

@@ -3,6 +3,8 @@ enum ImageLayout {
     static let formatVersion = 1
     static let marker = "GHOST-IMAGE"
     static let lock = "lock"
+    /// The job ended by itself (JobEnd, JSON).
+    static let ended = "ENDED"
     static let chunks = "chunks"
     static let checkpoints = "checkpoints"
     static let packs = "packs"

@@ -265,7 +265,7 @@ public final class ImageStore: @unchecked Sendable {
     }
 
     /// temp file, fsync, rename, fsync directory: the file appears whole or not at all.
-    private static func writeFileAtomically(dir: Int32, dirPath: String, name: String, tempName: String,
+    static func writeFileAtomically(dir: Int32, dirPath: String, name: String, tempName: String,
                                             bytes: [UInt8]) throws(ImageError) {
         let fd = StoreIO.openAt(dir, tempName, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600)
         if fd < 0 { throw .io(op: "create", path: dirPath + "/" + tempName, errno: errno) }

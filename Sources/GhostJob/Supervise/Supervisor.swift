@@ -30,6 +30,10 @@ public final class Supervisor {
     /// Pages written between checkpoints, so incremental checkpoints read only those.
     let tracking = WriteTracking()
     private var stopping = false
+    /// The job's raw wait status once it ended by itself.
+    private var endStatus: Int32?
+    /// A terminating signal from outside reached the job through ghost.
+    private var stoppedFromOutside = false
 
     /// Signals ghost handles through a signalfd. They must be blocked before
     /// any thread starts, so `prepareSignals()` is the first thing a CLI does.
@@ -86,7 +90,32 @@ public final class Supervisor {
         initPid = job.initPid ?? 0
     }
 
+    /// Supervises the job until it ends (or ghost stops it); returns ghost's
+    /// exit status. A job that exited by itself is recorded as ended in the
+    /// image directory, so that resuming it later does not run its end again.
     public func run() -> Int32 {
+        let code = supervise()
+        if let status = endStatus { recordEnd(status) }
+        return code
+    }
+
+    /// Records the end of a job that exited by itself. Not when it was
+    /// killed by a signal (or exited 128 or more, which is how ghost-init
+    /// passes on a signal death), nor when it exited after a terminating
+    /// signal from outside (ghost forwarded one, or one is pending for
+    /// ghost: a scheduler ending the job signals all its processes): a
+    /// requeued run must resume such a job, not take it as finished.
+    private func recordEnd(_ status: Int32) {
+        guard ghost_wifexited(status) != 0, ghost_wexitstatus(status) < 128, !stoppedFromOutside else { return }
+        var pending = sigset_t()
+        sigpending(&pending)
+        if [SIGTERM, SIGINT, SIGHUP, SIGQUIT].contains(where: { sigismember(&pending, $0) == 1 }) { return }
+        let end = JobEnd(exitStatus: ghost_wexitstatus(status), lastCheckpoint: store.checkpointNumbers().last ?? 0,
+                         argv: job.argv, hostname: Host.name, time: Int64(Glibc.time(nil)))
+        do { try store.recordEnd(end) } catch { Log.warn("recording the job's end in \(store.path): \(error)") }
+    }
+
+    private func supervise() -> Int32 {
         var nextCheckpoint = job.checkpointInterval.map { Clock.now() + $0 }
         var endDeadline = policy.requeueBeforeEnd.flatMap { endDeadlineFromSlurm(margin: $0) }
         while true {
@@ -129,6 +158,7 @@ public final class Supervisor {
                 resumeInPlace()
             case SIGTERM where policy.checkpointOnTerm && jobPid != 0 && !stopping:
                 if let code = checkpointAndStop(reason: "SIGTERM") { return code }
+                stoppedFromOutside = true
                 kill(jobPid, SIGTERM)   // no checkpoint: the job ends as it would without ghost
             default:
                 if jobPid == 0 && [SIGTERM, SIGINT, SIGHUP, SIGQUIT].contains(sig) {
@@ -138,13 +168,17 @@ public final class Supervisor {
                 // A terminal sends ^C to the whole foreground group, job included:
                 // forward only what was sent to ghost alone.
                 let fromKernel = info.ssi_code == 0x80   // SI_KERNEL
-                if Supervisor.forwarded.contains(sig) && !fromKernel && jobPid != 0 { kill(jobPid, sig) }
+                if Supervisor.forwarded.contains(sig) && !fromKernel && jobPid != 0 {
+                    if [SIGTERM, SIGINT, SIGHUP, SIGQUIT].contains(sig) { stoppedFromOutside = true }
+                    kill(jobPid, sig)
+                }
             }
         }
     }
 
     private func reapedDuringCheckpoint() -> Int32? {
         guard let status = ReapedChildren.take(initPid != 0 ? initPid : jobPid) else { return nil }
+        endStatus = status
         return Self.exitCode(status)
     }
 
@@ -161,6 +195,7 @@ public final class Supervisor {
             if pid <= 0 { break }
             let main = initPid != 0 ? initPid : jobPid
             if pid == main && main != 0 && (ghost_wifexited(status) != 0 || ghost_wifsignaled(status) != 0) {
+                endStatus = status
                 result = Self.exitCode(status)
             }
         }
