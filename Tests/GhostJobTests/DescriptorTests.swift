@@ -52,7 +52,10 @@ extension DescriptorTests {
         try run.waitFor("ok socket still works", in: .stdout, timeout: 60)
         try expectExit(run, .exited(0))
 
-        let resumed = try startGhostResume(images, cwd: dir)
+        // The refused checkpoint left nothing; checkpoint 1 resumes (named:
+        // the job ended, so it would not be resumed unasked).
+        XCTAssertEqual(checkpointFiles(images).map(\.number), [1])
+        let resumed = try startGhostResume(images, ["--checkpoint", "1"], cwd: dir)
         let (n, _) = try waitResumed(resumed, exe: exe)
         XCTAssertEqual(n, 1)
         try resumed.write("go\n")
