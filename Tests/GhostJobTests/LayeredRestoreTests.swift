@@ -23,6 +23,17 @@ final class LayeredRestoreTests: GhostTestCase {
         return ids
     }
 
+    /// Block 0 of `area` reads A B C 0 0 B (newest layer wins, dropped page
+    /// untouched) and block 1 starts with D D.
+    private func expectLayered(_ area: UnsafeMutableRawPointer, file: StaticString = #filePath, line: UInt = #line) {
+        func page(_ i: Int) -> Character {
+            let b = area.load(fromByteOffset: i * ps + ps / 2, as: UInt8.self)
+            return b == 0 ? "0" : Character(UnicodeScalar(b))
+        }
+        XCTAssertEqual(String((0..<6).map(page)), "ABC00B", file: file, line: line)
+        XCTAssertEqual(String([page(MemoryState.blockPages), page(MemoryState.blockPages + 1)]), "DD", file: file, line: line)
+    }
+
     func testNewestLayerWinsAndDroppedPagesStayUntouched() throws {
         let dir = try makeTempDir("layered")
         let store = try ImageStore(path: dir + "/img", create: true)
@@ -47,12 +58,7 @@ final class LayeredRestoreTests: GhostTestCase {
                   block: MemoryBlock(index: 1, pageMask: 0b11, chunk: plainID), writable: true),
         ], store: store, memory: memory, blockPages: MemoryState.blockPages)
 
-        func page(_ i: Int) -> Character {
-            let b = area.load(fromByteOffset: i * ps + ps / 2, as: UInt8.self)
-            return b == 0 ? "0" : Character(UnicodeScalar(b))
-        }
-        XCTAssertEqual(String((0..<6).map(page)), "ABC00B")
-        XCTAssertEqual(String([page(MemoryState.blockPages), page(MemoryState.blockPages + 1)]), "DD")
+        expectLayered(area)
     }
 
     /// The first layer goes in through UFFDIO_COPY (PageInstaller); a page
@@ -85,12 +91,7 @@ final class LayeredRestoreTests: GhostTestCase {
         // Base pages 0-2 and page 1 of block 1 installed; page 0 of block 1 was present.
         XCTAssertEqual(installer.installed.load(ordering: .relaxed), 4)
         XCTAssertEqual(installer.presentWrites.load(ordering: .relaxed), 1)
-        func page(_ i: Int) -> Character {
-            let b = area.load(fromByteOffset: i * ps + ps / 2, as: UInt8.self)
-            return b == 0 ? "0" : Character(UnicodeScalar(b))
-        }
-        XCTAssertEqual(String((0..<6).map(page)), "ABC00B")
-        XCTAssertEqual(String([page(MemoryState.blockPages), page(MemoryState.blockPages + 1)]), "DD")
+        expectLayered(area)
     }
 
     func testPageNoLayerHoldsIsADamagedImage() throws {
