@@ -419,7 +419,7 @@ children_of() {
 no_stepd_of() {
     local f
     for f in /proc/[0-9]*/cmdline; do
-        case "$(tr '\0' ' ' <"$f" 2>/dev/null)" in "slurmstepd: [$1."*) return 1 ;; esac
+        case "$(tr '\0' ' ' 2>/dev/null <"$f")" in "slurmstepd: [$1."*) return 1 ;; esac
     done
     return 0
 }
