@@ -10,7 +10,9 @@
  *          which gives them the file's bytes again; gen 1 maps a new area B; gen 2 unmaps
  *          B, maps C and forks a child that execs this program ("child"),
  *          which holds its own pattern and answers over pipes; gen 3+ only
- *          rewrite pages. Prints "stepped G sum=S".
+ *          rewrite pages. Every step also unmaps area M and maps it again
+ *          at the same address with new bytes (a new area where ghost
+ *          tracked an old one). Prints "stepped G sum=S".
  *   check  verifies every page of every area (and the child's) against what
  *          replaying generations 0..G gives, prints "ok gen=G sum=S" or FAIL.
  *   quit   ends (and the child).
@@ -28,6 +30,7 @@
 #define CPAGES 130
 #define KIDPAGES 200
 #define FPAGES 150      /* F: private mapping of incremental.dat (in the cwd) */
+#define MPAGES 40       /* M: unmapped and mapped again at the same address at every step */
 #define RPAGES 16500    /* R: a big sparse area (over 64 MiB: ghost arms it ahead of the freeze) */
 
 static uint64_t mix(uint64_t x) {
@@ -95,11 +98,19 @@ static uint64_t expectedR(int gen, int p) {   /* 0 = never written (zero) */
 }
 
 static int gen = 0;
-static char *A, *B, *C, *F, *R;
+static char *A, *B, *C, *F, *R, *M;
+
+static uint64_t seedM(int g, int p) { return 0x4D000000ULL + ((uint64_t)g << 16) + (uint64_t)p; }
 static pid_t kid = 0;
 static int toKid = -1, fromKid = -1;
 
 static void apply(int g) {
+    if (g > 0) {
+        munmap(M, (size_t)MPAGES * PAGE);
+        if (mmap(M, (size_t)MPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != M)
+            fail("mmap M again: %s", strerror(errno));
+    }
+    for (int p = 0; p < MPAGES; p++) fill((uint64_t *)(M + (size_t)p * PAGE), seedM(g, p));
     for (int p = 0; p < RPAGES; p++)
         if (writesR(g, p)) fill((uint64_t *)(R + (size_t)p * PAGE), 0x52000000ULL + ((uint64_t)g << 20) + (uint64_t)p);
     for (int p = 0; p < FPAGES; p++) {
@@ -176,6 +187,9 @@ static void step(const char *self) {
 }
 
 static void check(void) {
+    for (int p = 0; p < MPAGES; p++)
+        if (!pageMatches((uint64_t *)(M + (size_t)p * PAGE), seedM(gen, p), 0))
+            fail("gen %d: page %d of M (mapped again at this step) holds the wrong bytes", gen, p);
     for (int p = 0; p < RPAGES; p += 250) {   /* the written pages and some never written */
         uint64_t seed = expectedR(gen, p);
         if (!pageMatches((uint64_t *)(R + (size_t)p * PAGE), seed, seed == 0))
@@ -206,6 +220,8 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "child") == 0) childMain();
     A = mmap(NULL, (size_t)APAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (A == MAP_FAILED) fail("mmap A: %s", strerror(errno));
+    M = mmap(NULL, (size_t)MPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (M == MAP_FAILED) fail("mmap M: %s", strerror(errno));
     R = mmap(NULL, (size_t)RPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (R == MAP_FAILED) fail("mmap R: %s", strerror(errno));
     int fd = open("incremental.dat", O_RDWR | O_CREAT | O_TRUNC, 0644);

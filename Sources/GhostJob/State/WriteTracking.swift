@@ -39,6 +39,10 @@ public final class WriteTracking {
         var uffd: Int32
         /// VMAs of the last committed checkpoint, by start address.
         var previous: [UInt64: VMARecord] = [:]
+        /// Areas armAhead registered for this checkpoint: not tracked since
+        /// the previous one (new, or mapped again at an old address: what
+        /// was written there before the arming is unknown), so read in full.
+        var armedAhead: Set<UInt64> = []
         init(uffd: Int32) { self.uffd = uffd }
         deinit { if uffd >= 0 { close(uffd) } }
     }
@@ -96,7 +100,7 @@ public final class WriteTracking {
         for (i, (m, v)) in areas.enumerated() where Self.trackable(m, v) {
             switch scanWritten(pagemap: pagemap, m) {
             case .written(let masks):
-                if let p = proc?.previous[m.start], p.kind == v.kind, p.file == v.file, p.fileOffset == v.fileOffset,
+                if proc?.armedAhead.contains(m.start) != true, let p = proc?.previous[m.start], p.kind == v.kind, p.file == v.file, p.fileOffset == v.fileOffset,
                    p.blocks.allSatisfy({ b in stored(b.chunk) && (b.overlays ?? []).allSatisfy { stored($0.chunk) } }) {
                     var masks = masks
                     if p.end < m.end { Self.markRange(&masks, area: m.start, from: p.end, to: m.end) }
@@ -164,6 +168,7 @@ public final class WriteTracking {
             let e = register(proc, m)
             if e == ESRCH { return }   // its address space is gone (exec): the freeze makes a new userfaultfd
             if e != 0 { continue }
+            proc.armedAhead.insert(m.start)
             _ = scanWritten(pagemap: pagemap, m)
         }
     }
@@ -185,12 +190,13 @@ public final class WriteTracking {
         for r in records {
             processes[r.pid]?.previous = Dictionary(r.vmas.map { ($0.start, $0) }, uniquingKeysWith: { a, _ in a })
         }
+        for p in processes.values { p.armedAhead = [] }
     }
 
     /// After a failed checkpoint: pages its scans re-protected were not
     /// stored, so nothing may be reused; the next checkpoint reads in full.
     func failed() {
-        for p in processes.values { p.previous = [:] }
+        for p in processes.values { p.previous = [:]; p.armedAhead = [] }
     }
 
     // MARK: kernel side
