@@ -62,7 +62,10 @@ struct GhostResume: GhostCommand {
         for n in numbers {
             do {
                 let m = try Manifest.decode(try store.loadManifest(n))
-                let p = m.processes[0]
+                guard let p = m.processes.first else {
+                    print("checkpoint \(n): holds no process (taken as the job ended); not resumable")
+                    continue
+                }
                 let threads = m.processes.reduce(0) { $0 + $1.threads.count }
                 print("checkpoint \(n): \(p.comm) pid \(p.pid) on \(m.hostname) (kernel \(m.kernelRelease)), "
                       + "\(m.processes.count) processes, \(threads) threads, "

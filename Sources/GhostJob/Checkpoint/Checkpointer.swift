@@ -74,6 +74,10 @@ public struct Checkpointer {
         defer { tree.thaw() }
         try tree.freeze(job)
         times.mark("freeze")
+        if !tree.members.contains(where: { !$0.zombie }) {
+            // The job ended as the checkpoint began: an image of nothing is no checkpoint.
+            throw .unsupported("the job ended while the checkpoint began")
+        }
         if job.initPid == nil {
             try Self.checkShapeWithoutNamespaces(tree)
         }
