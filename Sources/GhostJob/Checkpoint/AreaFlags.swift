@@ -37,6 +37,13 @@ struct AreaFlags {
         }
     }
 
+    /// The areas of `maps` (read without flags) that the early read saw,
+    /// with their flags; areas it did not see are left out.
+    func flagged(_ maps: [ProcFS.Mapping], pid: pid_t) -> [ProcFS.Mapping] {
+        guard let known = early[pid] else { return [] }
+        return maps.compactMap { m in known[Key(m)].map { var f = m; f.vmFlags = $0; return f } }
+    }
+
     /// No early read: smaps in the freeze, as for a process started since.
     static let none = AreaFlags(pids: [])
 

@@ -39,9 +39,12 @@ public struct Checkpointer {
         do {
             let pids = (try? TreeFreezer.list(job)) ?? []
             // (One after the other: run at once, both walks of the same page
-            // tables took as long as the two in turn.)
-            if let tracking { Self.armAhead(job, pids: pids, tracking: tracking) }
+            // tables took as long as the two in turn. The flags first: arming
+            // must skip MADV_DONTFORK/WIPEONFORK areas, which are never
+            // tracked; armed, a 512 MiB reservation that holds no page was
+            // read whole in the freeze, its write-protect markers looking swapped.)
             let flags = AreaFlags(pids: pids)
+            if let tracking { Self.armAhead(job, pids: pids, tracking: tracking, flags: flags) }
             return try checkpoint(job, flags: flags, started: started)
         } catch {
             guard case .areaFlagsChanged = error else { throw error }
@@ -158,19 +161,18 @@ public struct Checkpointer {
     }
 
     /// Write tracking armed before the freeze (see WriteTracking.armAhead),
-    /// on the areas /proc/PID/maps shows (its VmFlags are not needed: an
-    /// area whose flags exclude it from tracking refuses to register, or is
-    /// left alone by the freeze). A process without a userfaultfd yet gets
+    /// on the areas /proc/PID/maps shows that the early smaps read saw too,
+    /// with their flags (trackable() leaves out MADV_DONTFORK/WIPEONFORK). A process without a userfaultfd yet gets
     /// one in a freeze of its own first, one injected call long, if it holds
     /// enough memory for arming to matter (a first checkpoint, a process
     /// forked since). Never fails the checkpoint: whatever is not armed here
     /// is armed in the freeze, as before.
-    private static func armAhead(_ job: JobHandle, pids: [pid_t], tracking: WriteTracking) {
+    private static func armAhead(_ job: JobHandle, pids: [pid_t], tracking: WriteTracking, flags: AreaFlags) {
         guard tracking.available else { return }
         var areasOf: [pid_t: [(ProcFS.Mapping, VMARecord)]] = [:]
         for pid in pids {
             guard let maps = try? ProcFS.mappings(pid, flags: false) else { continue }
-            areasOf[pid] = try? MemoryState.describe(maps, pid: pid)
+            areasOf[pid] = try? MemoryState.describe(flags.flagged(maps, pid: pid), pid: pid)
         }
         let needUffd = Set(areasOf.filter { pid, areas in
             !tracking.hasUffd(pid) && areas.reduce(0) { sum, a in
