@@ -11,20 +11,14 @@ extension ImageStore {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         do { bytes = Array(try encoder.encode(end)) + [UInt8(ascii: "\n")] }
         catch { throw .misuse("encoding the job's end: \(error)") }
-        try Self.writeFileAtomically(dir: dirFD, dirPath: path, name: ImageLayout.ended,
-                                     tempName: "\(ImageLayout.tempPrefix)\(getpid())-\(ImageLayout.ended)", bytes: bytes)
+        try Self.writeFileAtomically(dir: dirFD, dirPath: path, name: ImageLayout.ended, bytes: bytes)
     }
 
     /// The recorded end, nil if the job has not ended (or the record cannot be read: then the
     /// directory is treated as holding a job to resume, as before the record existed).
     public func jobEnd() -> JobEnd? {
-        let fd = StoreIO.openAt(dirFD, ImageLayout.ended, O_RDONLY | O_NOFOLLOW)
-        if fd < 0 { return nil }
-        defer { StoreIO.closeQuietly(fd) }
-        var buf = [UInt8](repeating: 0, count: 64 << 10)
-        let (n, e) = buf.withUnsafeMutableBytes { StoreIO.preadAll(fd, $0.baseAddress!, $0.count, at: 0) }
-        guard e == 0 else { return nil }
-        return try? JSONDecoder().decode(JobEnd.self, from: Data(buf[0..<n]))
+        guard case .success(let bytes) = StoreIO.readSmallFile(dirFD, ImageLayout.ended, limit: 64 << 10) else { return nil }
+        return try? JSONDecoder().decode(JobEnd.self, from: Data(bytes))
     }
 
     /// Forgets the end: the job runs again. Takes the writer lock.

@@ -224,13 +224,9 @@ public final class ImageStore: @unchecked Sendable {
     }
 
     private static func openOrInitialise(fd: Int32, path: String, create: Bool) throws(ImageError) {
-        let markerFD = StoreIO.openAt(fd, ImageLayout.marker, O_RDONLY | O_NOFOLLOW)
-        if markerFD >= 0 {
-            var buf = [UInt8](repeating: 0, count: 512)
-            let (n, e) = buf.withUnsafeMutableBytes { StoreIO.preadAll(markerFD, $0.baseAddress!, $0.count, at: 0) }
-            StoreIO.closeQuietly(markerFD)
-            if e != 0 { throw .io(op: "read", path: path + "/" + ImageLayout.marker, errno: e) }
-            guard let version = ImageLayout.parseMarker(Array(buf[0..<n])) else {
+        switch StoreIO.readSmallFile(fd, ImageLayout.marker, limit: 512) {
+        case .success(let bytes):
+            guard let version = ImageLayout.parseMarker(bytes) else {
                 throw .notAnImageDirectory(path: path)
             }
             guard version == ImageLayout.formatVersion else {
@@ -240,9 +236,11 @@ public final class ImageStore: @unchecked Sendable {
                 if let st = StoreIO.statAt(fd, sub, follow: false) { try checkPrivate(st, path: path + "/" + sub) }
             }
             return
+        case .failure(let e) where e.op != "open" || e.code != ENOENT:
+            throw .io(op: e.op, path: path + "/" + ImageLayout.marker, errno: e.code)
+        case .failure:
+            break
         }
-        let e = errno
-        if e != ENOENT { throw .io(op: "open", path: path + "/" + ImageLayout.marker, errno: e) }
         guard create else { throw .notAnImageDirectory(path: path) }
         // Only take over a directory that is empty or holds what an interrupted
         // initialisation leaves (the marker is written last).
@@ -260,13 +258,12 @@ public final class ImageStore: @unchecked Sendable {
             }
         }
         let text = Array(ImageLayout.markerText(version: ImageLayout.formatVersion).utf8)
-        try writeFileAtomically(dir: fd, dirPath: path, name: ImageLayout.marker,
-                                tempName: "\(ImageLayout.tempPrefix)\(getpid())-\(ImageLayout.marker)", bytes: text)
+        try writeFileAtomically(dir: fd, dirPath: path, name: ImageLayout.marker, bytes: text)
     }
 
-    /// temp file, fsync, rename, fsync directory: the file appears whole or not at all.
-    static func writeFileAtomically(dir: Int32, dirPath: String, name: String, tempName: String,
-                                            bytes: [UInt8]) throws(ImageError) {
+    /// temp file (`.tmp-PID-name`), fsync, rename, fsync directory: the file appears whole or not at all.
+    static func writeFileAtomically(dir: Int32, dirPath: String, name: String, bytes: [UInt8]) throws(ImageError) {
+        let tempName = "\(ImageLayout.tempPrefix)\(getpid())-\(name)"
         let fd = StoreIO.openAt(dir, tempName, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600)
         if fd < 0 { throw .io(op: "create", path: dirPath + "/" + tempName, errno: errno) }
         var e = bytes.withUnsafeBytes { StoreIO.writeAll(fd, $0.baseAddress, $0.count) }

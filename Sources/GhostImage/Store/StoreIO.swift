@@ -27,6 +27,17 @@ enum StoreIO {
         return 0
     }
 
+    /// The first `limit` bytes of the small file `rel` (no symlink followed),
+    /// or the step that failed ("open": ENOENT means there is none; "read") and its errno.
+    static func readSmallFile(_ dir: Int32, _ rel: String, limit: Int) -> Result<[UInt8], StoreIOFailure> {
+        let fd = openAt(dir, rel, O_RDONLY | O_NOFOLLOW)
+        if fd < 0 { return .failure(StoreIOFailure(op: "open", code: errno)) }
+        defer { closeQuietly(fd) }
+        var buf = [UInt8](repeating: 0, count: limit)
+        let (n, e) = buf.withUnsafeMutableBytes { preadAll(fd, $0.baseAddress!, $0.count, at: 0) }
+        return e == 0 ? .success(Array(buf[0..<n])) : .failure(StoreIOFailure(op: "read", code: e))
+    }
+
     /// Reads up to `count` bytes at `offset`; returns how many (fewer only at end of file) or the errno.
     /// `direct` (an O_DIRECT descriptor): a short read ends the file, so no
     /// read is retried at the unaligned offset it leaves.
@@ -180,3 +191,6 @@ extension StoreIO {
         return (done, 0)
     }
 }
+
+/// A failed StoreIO step and its errno, as an Error for Result.
+struct StoreIOFailure: Error { let op: String; let code: Int32 }

@@ -18,7 +18,8 @@ import Synchronization
 /// it the ordinary way; an area that failed is unregistered first.
 final class PageInstaller: @unchecked Sendable {
     private let uffd: Int32
-    private let areas: Mutex<[UInt64: UInt64]>   // registered: start -> end
+    /// Registered areas, start -> end; nil once finished (descriptor closed).
+    private let areas: Mutex<[UInt64: UInt64]?>
 
     /// nil where userfaultfd cannot be had (the fill then goes through
     /// process_vm_writev). GHOST_NO_UFFD_RESTORE=1 turns it off.
@@ -50,7 +51,7 @@ final class PageInstaller: @unchecked Sendable {
     deinit { finish() }
 
     /// Whether the area starting at `start` is registered.
-    func covers(_ start: UInt64) -> Bool { areas.withLock { $0[start] != nil } }
+    func covers(_ start: UInt64) -> Bool { areas.withLock { $0?[start] != nil } }
 
     /// Installs `runs` of area `area` from `source` (the runs' bytes, in
     /// order). A page that is present already is written through `memory`.
@@ -90,7 +91,7 @@ final class PageInstaller: @unchecked Sendable {
 
     private func giveUp(_ area: UInt64) -> Bool {
         areas.withLock { a in
-            if let end = a.removeValue(forKey: area) { _ = ghost_uffd_unregister(uffd, area, end - area) }
+            if let end = a?.removeValue(forKey: area) { _ = ghost_uffd_unregister(uffd, area, end - area) }
         }
         return false
     }
@@ -98,14 +99,10 @@ final class PageInstaller: @unchecked Sendable {
     /// Unregisters every area and closes the descriptor (idempotent).
     func finish() {
         areas.withLock { a in
-            for (start, end) in a { _ = ghost_uffd_unregister(uffd, start, end - start) }
-            a = [:]
+            guard let registered = a else { return }
+            for (start, end) in registered { _ = ghost_uffd_unregister(uffd, start, end - start) }
+            close(uffd)
+            a = nil
         }
-        closeOnce()
-    }
-
-    private let closed = Atomic<Bool>(false)
-    private func closeOnce() {
-        if closed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged { close(uffd) }
     }
 }

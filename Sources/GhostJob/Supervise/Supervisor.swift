@@ -40,6 +40,8 @@ public final class Supervisor {
     static let handled: [Int32] = [SIGCHLD, SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGALRM, SIGCONT,
                                    SIGURG, SIGWINCH]
     static let forwarded: Set<Int32> = [SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGALRM, SIGCONT]
+    /// The forwarded signals that ask the job to stop.
+    static let terminating: Set<Int32> = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
     /// Suspend (checkpoint, then free the job's memory) and resume-in-place requests.
     public static let suspendSignal = SIGURG, resumeSignal = SIGWINCH
     nonisolated(unsafe) private static var sharedFD: Int32 = -1
@@ -109,7 +111,7 @@ public final class Supervisor {
         guard ghost_wifexited(status) != 0, ghost_wexitstatus(status) < 128, !stoppedFromOutside else { return }
         var pending = sigset_t()
         sigpending(&pending)
-        if [SIGTERM, SIGINT, SIGHUP, SIGQUIT].contains(where: { sigismember(&pending, $0) == 1 }) { return }
+        if Self.terminating.contains(where: { sigismember(&pending, $0) == 1 }) { return }
         let end = JobEnd(exitStatus: ghost_wexitstatus(status), lastCheckpoint: store.checkpointNumbers().last ?? 0,
                          argv: job.argv, hostname: Host.name, time: Int64(Glibc.time(nil)))
         do { try store.recordEnd(end) } catch { Log.warn("recording the job's end in \(store.path): \(error)") }
@@ -161,7 +163,7 @@ public final class Supervisor {
                 stoppedFromOutside = true
                 kill(jobPid, SIGTERM)   // no checkpoint: the job ends as it would without ghost
             default:
-                if jobPid == 0 && [SIGTERM, SIGINT, SIGHUP, SIGQUIT].contains(sig) {
+                if jobPid == 0 && Self.terminating.contains(sig) {
                     Log.info("stopping while suspended; the job stays in \(store.path)")
                     return 128 + sig
                 }
@@ -169,7 +171,7 @@ public final class Supervisor {
                 // forward only what was sent to ghost alone.
                 let fromKernel = info.ssi_code == 0x80   // SI_KERNEL
                 if Supervisor.forwarded.contains(sig) && !fromKernel && jobPid != 0 {
-                    if [SIGTERM, SIGINT, SIGHUP, SIGQUIT].contains(sig) { stoppedFromOutside = true }
+                    if Self.terminating.contains(sig) { stoppedFromOutside = true }
                     kill(jobPid, sig)
                 }
             }
