@@ -182,7 +182,8 @@ ckpt() {
 # start_ghost DIR RUNDIR ARGS...: ghost-run on the workload; sets GP, JOBPID, READY line
 start_ghost() {
   local d=$1 r=$2 line rc; shift 2
-  "$BIN/ghost-run" --image-dir "$d" -- "$HR" "$@" > >(tslog "$r/out") 2> >(tslog "$r/err") &
+  # --keep 5: every checkpoint of a run stays, so the first (full) one can be resumed too
+  "$BIN/ghost-run" --keep 5 --image-dir "$d" -- "$HR" "$@" > >(tslog "$r/out") 2> >(tslog "$r/err") &
   GP=$!; track "$GP"
   JOBPID= READY= START_ERR=
   line=$(wait_nth "$r/err" 'ghost: started pid [0-9]+' 1 30 "$GP"); rc=$?
@@ -200,6 +201,33 @@ stop_kill9() {
     note "job pid $JOBPID outlived kill -9 of ghost-run by 10 s (killed by the benchmark)."
     ours "$JOBPID" && kill -9 "$JOBPID" 2>/dev/null
   fi
+}
+
+# resume_once JOBKEY LINEKEY [ghost-resume options]: resume $D, record the time
+# until the job runs again (and until ghost's 'resumed' line), then stop it
+resume_once() {
+  local kjob=$1 kline=$2 RT0 RP line rc rl msg; shift 2
+  JOBPID=
+  RT0=$EPOCHREALTIME
+  "$BIN/ghost-resume" "$@" "$D" > >(tslog "$R/rout") 2> >(tslog "$R/rerr") &
+  RP=$!; track "$RP"
+  line=$(wait_nth "$R/rout" 'resumed-marker' 1 "$T_RESUME" "$RP"); rc=$?
+  if [ $rc = 0 ] && [[ $line =~ real_ns=([0-9]+) ]]; then
+    rec "$S" "$kjob" "$(calc "${BASH_REMATCH[1]} / 1e6 - $RT0 * 1000")"
+    rl=$(grep -m1 'ghost: resumed' "$R/rerr")
+    [[ $rl =~ as\ pid\ ([0-9]+) ]] && JOBPID=${BASH_REMATCH[1]} && track "$JOBPID"
+    if [ -n "$kline" ]; then
+      if [ -n "$rl" ]; then rec "$S" "$kline" "$(calc "(${rl%% *} - $RT0) * 1000")"
+      else recerr "$S" "no 'ghost: resumed' line" "$kline"; fi
+    fi
+  else
+    msg=$(lastmsg "$R/rerr"); [ $rc = 1 ] && msg="job did not run again within ${T_RESUME}s: $msg"
+    recerr "$S" "${msg:-ghost-resume exited without a message}" "$kjob" $kline
+  fi
+  # kill -9, as a node failure: no checkpoint at the stop, the image stays as it was
+  kill -9 "$RP" 2>/dev/null; wait "$RP" 2>/dev/null
+  if [ -n "$JOBPID" ] && ! gone "$JOBPID" 10; then ours "$JOBPID" && kill -9 "$JOBPID" 2>/dev/null; fi
+  rm -f "$R/rout" "$R/rerr"
 }
 
 touch_rate() { # READY line -> MB/s of the warm-up fill
@@ -353,7 +381,7 @@ for S in "${SIZES[@]}"; do
   fi
 
   # ------------------------------------------- ghost: checkpoints and resume
-  GKEYS=(ck_total ck_ext ck_frozen ck_stall ck_stored ck_wrote ck_du inc0_total inc0_frozen inc0_wrote inc5s_pct inc5s_floor inc5s_total inc5c_pct inc5c_floor inc5c_total inc5k_pct inc5k_floor inc5k_total rs_job rs_line)
+  GKEYS=(ck_total ck_ext ck_frozen ck_stall ck_stored ck_wrote ck_du inc0_total inc0_frozen inc0_wrote inc5s_pct inc5s_floor inc5s_total inc5c_pct inc5c_floor inc5c_total inc5k_pct inc5k_floor inc5k_total rs_job rs_line rs1_job)
   for r in $(seq "$RUNS"); do
     say "$S MiB: ghost run $r/$RUNS"
     R=$WORK/runs/g.$S.$r; D=$R/img; mkdir -p "$R"
@@ -406,26 +434,11 @@ for S in "${SIZES[@]}"; do
     # ghost-run's own peak memory over these checkpoints
     hwm=$(awk '/^VmHWM:/ {printf "%.3f", $2/1024}' "/proc/$GP/status" 2>/dev/null)
     [ -n "$hwm" ] && rec "$S" gr_hwm "$hwm"
-    # 5. kill -9 (as a node failure), then resume from the image
+    # 5. kill -9 (as a node failure), then resume from the image: the newest
+    # checkpoint (a full one plus three overlay layers), then the first (full) one
     stop_kill9
-    RT0=$EPOCHREALTIME
-    "$BIN/ghost-resume" "$D" > >(tslog "$R/rout") 2> >(tslog "$R/rerr") &
-    RP=$!; track "$RP"
-    line=$(wait_nth "$R/rout" 'resumed-marker' 1 "$T_RESUME" "$RP"); rc=$?
-    if [ $rc = 0 ] && [[ $line =~ real_ns=([0-9]+) ]]; then
-      rec "$S" rs_job "$(calc "${BASH_REMATCH[1]} / 1e6 - $RT0 * 1000")"
-      rl=$(grep -m1 'ghost: resumed' "$R/rerr")
-      if [ -n "$rl" ]; then rec "$S" rs_line "$(calc "(${rl%% *} - $RT0) * 1000")"
-        [[ $rl =~ as\ pid\ ([0-9]+) ]] && JOBPID=${BASH_REMATCH[1]} && track "$JOBPID"
-      else recerr "$S" "no 'ghost: resumed' line" rs_line; fi
-    else
-      msg=$(lastmsg "$R/rerr"); [ $rc = 1 ] && msg="job did not run again within ${T_RESUME}s: $msg"
-      recerr "$S" "${msg:-ghost-resume exited without a message}" rs_job rs_line
-    fi
-    kill -TERM "$RP" 2>/dev/null
-    if ! gone "$RP" 20; then kill -9 "$RP" 2>/dev/null; fi
-    wait "$RP" 2>/dev/null
-    if [ -n "$JOBPID" ] && ! gone "$JOBPID" 10; then ours "$JOBPID" && kill -9 "$JOBPID" 2>/dev/null; fi
+    resume_once rs_job rs_line
+    resume_once rs1_job "" --checkpoint 1
     rm -rf "$R"
   done
 
@@ -537,6 +550,7 @@ REPORT=$WORK/report.md
   sect "ghost: resume after kill -9 (image read from disk: packs are written and read with O_DIRECT)"
   row "ghost-resume start → job runs again (ms)" rs_job
   row "ghost-resume start → 'resumed' log line (ms)" rs_line
+  row "ghost-resume --checkpoint 1 (the full checkpoint alone) → job runs again (ms)" rs1_job
   sect "ghost: incremental checkpoints"
   row "nothing changed: total (ms)" inc0_total
   row "nothing changed: frozen (ms)" inc0_frozen

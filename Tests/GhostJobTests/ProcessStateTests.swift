@@ -108,6 +108,22 @@ final class ProcessStateTests: GhostTestCase {
 
     // MARK: Signals
 
+    /// Children stopped by SIGSTOP and by SIGTSTP are stopped again after a
+    /// resume (they ran on before), and run after SIGCONT.
+    func testStoppedProcessesStayStoppedAfterResume() throws {
+        try checkpointKillResume("stopped_child")
+    }
+
+    /// A checkpoint of the running job leaves its stopped children stopped.
+    func testStoppedProcessesStayStoppedAfterCheckpoint() throws {
+        let exe = try program("stopped_child")
+        let dir = try makeTempDir("stopped")
+        let run = try startGhostRun(exe, [], imageDir: dir + "/images", cwd: dir)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        try checkpoint(run, number: 1)
+        try finishResumed(run)
+    }
+
     /// Handlers (SA_SIGINFO, SA_RESETHAND, SIG_IGN), their flags and
     /// sa_mask, and the blocked mask; handlers run after resume.
     func testSignalHandlersAndBlockedMask() throws {
@@ -157,6 +173,12 @@ final class ProcessStateTests: GhostTestCase {
         let dir = try makeTempDir("attrs")
         try checkpointKillResume("proc_attrs", [dir])
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/created-after-resume"))
+    }
+
+    /// flock, POSIX record locks (with their ranges and owner) and OFD locks
+    /// are held again after resume: a new process sees each conflict.
+    func testFileLocksHeldAgain() throws {
+        try checkpointKillResume("file_locks")
     }
 
     /// Regular files: fd numbers, offsets, O_RDONLY / O_WRONLY|O_APPEND /

@@ -58,6 +58,8 @@ public struct FDRecord: Codable, Sendable {
     public var timerfd: TimerFDRecord?
     public var signalfd: SignalFDRecord?
     public var epoll: EpollRecord?
+    /// Advisory locks held through this descriptor (absent when none).
+    public var locks: [FileLockRecord]?
 
     public init(fd: Int32, kind: Kind, path: String, flags: Int32, cloexec: Bool, offset: Int64,
                 stdio: Int32?, identity: FileIdentity?, sameAs: Int32? = nil, pipe: PipeRecord? = nil) {
@@ -84,4 +86,19 @@ public struct FileContentsRecord: Codable, Sendable {
     public var length: Int
     public var mode: UInt32
     public init(chunk: ChunkID?, length: Int, mode: UInt32) { self.chunk = chunk; self.length = length; self.mode = mode }
+}
+
+/// An advisory lock held through a descriptor, as /proc/PID/fdinfo lists it:
+/// flock(2), a POSIX record lock (fcntl F_SETLK, owned by the process) or an
+/// open file description lock (F_OFD_SETLK). `end` is the last byte, nil
+/// for "to end of file"; flock locks cover the whole file.
+public struct FileLockRecord: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable { case flock, posix, ofd }
+    public var kind: Kind
+    public var write: Bool
+    public var start: Int64
+    public var end: Int64?
+    public init(kind: Kind, write: Bool, start: Int64, end: Int64?) {
+        self.kind = kind; self.write = write; self.start = start; self.end = end
+    }
 }

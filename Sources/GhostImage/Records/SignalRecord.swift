@@ -5,8 +5,12 @@ public struct SignalRecord: Codable, Sendable {
     public var actions: [SignalAction]
     /// Raw 128-byte siginfo_t of each signal pending for the whole process.
     public var sharedPending: [[UInt8]]
-    public init(actions: [SignalAction], sharedPending: [[UInt8]]) {
-        self.actions = actions; self.sharedPending = sharedPending
+    /// The process was stopped by job control (kill -STOP, ^Z) at checkpoint
+    /// time: the signal that stopped it. A resume stops it again. Absent
+    /// when it was running (and in images from before this was recorded).
+    public var groupStop: Int32?
+    public init(actions: [SignalAction], sharedPending: [[UInt8]], groupStop: Int32? = nil) {
+        self.actions = actions; self.sharedPending = sharedPending; self.groupStop = groupStop
     }
 }
 

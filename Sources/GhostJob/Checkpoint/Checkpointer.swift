@@ -279,7 +279,8 @@ public struct Checkpointer {
                                                 UInt64.max, 0)
         ctx.scratch = RemoteScratch(address: scratchAddr, size: scratchSize, memory: memory)
         let attrs = try ProcessAttributes.capture(ctx: ctx, status: status)
-        let signals = try SignalState.capture(ctx: ctx, status: status, dequeuedShared: [])
+        var signals = try SignalState.capture(ctx: ctx, status: status, dequeuedShared: [])
+        signals.groupStop = m.threads.lazy.map(\.groupStopSignal).first { $0 != 0 }
         let timers = try TimerState.capture(ctx: ctx) { job.initPid == nil ? $0 : JobNamespace.innerPid($0) }
         var threads: [ThreadRecord] = []
         for f in m.threads {

@@ -9,6 +9,10 @@ struct Freezer {
     /// before the interrupt): part of the image, and queued again before thaw.
     private(set) var dequeued: [[UInt8]] = []
     private(set) var frozen = false
+    /// The signal that stopped the task (SIGSTOP, SIGTSTP, ...) when it was
+    /// in a group stop (stopped by job control) as it was frozen; 0 if it was
+    /// running. Detaching leaves such a task stopped; a resume stops it again.
+    private(set) var groupStopSignal: Int32 = 0
 
     init(pid: pid_t) { self.pid = pid }
 
@@ -40,8 +44,12 @@ struct Freezer {
             return false
         }
         let sig = ghost_wstopsig(status)
-        if ghost_wptrace_event(status) != PtraceRequest.eventStop && sig != SIGTRAP && sig != SIGSTOP {
-            // Stopped on the way to deliver `sig`: keep it.
+        if ghost_wptrace_event(status) == PtraceRequest.eventStop {
+            // PTRACE_INTERRUPT reports SIGTRAP; a task in a group stop, its stop signal.
+            if sig != SIGTRAP { groupStopSignal = sig }
+        } else if sig != SIGTRAP {
+            // Stopped on the way to deliver `sig` (a SIGSTOP too, which would
+            // otherwise be lost on detach): keep it.
             dequeued.append(try t.getSiginfo())
         }
         return true

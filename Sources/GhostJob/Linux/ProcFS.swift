@@ -148,16 +148,17 @@ enum ProcFS {
                        path: String(line[idx...]), dev: String(dev))
     }
 
-    /// fdinfo of one descriptor: pos and flags (octal).
-    static func fdinfo(_ pid: pid_t, _ fd: Int32) throws(GhostError) -> (pos: Int64, flags: Int32) {
-        var pos: Int64 = 0, flags: Int32 = 0
+    /// fdinfo of one descriptor: pos, flags (octal) and its "lock:" lines.
+    static func fdinfo(_ pid: pid_t, _ fd: Int32) throws(GhostError) -> (pos: Int64, flags: Int32, locks: [String]) {
+        var pos: Int64 = 0, flags: Int32 = 0, locks: [String] = []
         for line in try readText("/proc/\(pid)/fdinfo/\(fd)").split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: " \t") }
             guard parts.count == 2 else { continue }
             if parts[0] == "pos" { pos = Int64(parts[1]) ?? 0 }
             if parts[0] == "flags" { flags = Int32(parts[1], radix: 8) ?? 0 }
+            if parts[0] == "lock" { locks.append(parts[1]) }
         }
-        return (pos, flags)
+        return (pos, flags, locks)
     }
 }
 

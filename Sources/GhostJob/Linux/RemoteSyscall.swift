@@ -62,7 +62,7 @@ struct RemoteSyscall {
 enum SYS {
     static let read = 0, write = 1, open = 2, close = 3, lseek = 8, mmap = 9, mprotect = 10
     static let munmap = 11, brk = 12, rt_sigaction = 13, rt_sigprocmask = 14, mremap = 25, madvise = 28
-    static let getpid = 39, fcntl = 72, umask = 95, prctl = 157, sigaltstack = 131
+    static let getpid = 39, fcntl = 72, flock = 73, umask = 95, prctl = 157, sigaltstack = 131
     static let set_tid_address = 218, rt_sigqueueinfo = 129, rt_tgsigqueueinfo = 297
     static let set_robust_list = 273, get_robust_list = 274, openat = 257, prlimit64 = 302
     static let rseq = 334, nanosleep = 35, clock_nanosleep = 230, mincore = 27, wait4 = 61

@@ -107,6 +107,7 @@ public struct Restorer {
         let tracee = Tracee(tid: pid)
         _ = try tracee.waitStop()   // SIGTRAP after exec: nothing of the program has run
         let rebuilt = try rebuild(p, pid: pid, innerPid: pid, manifest: m, huskFds: [], objects: shm.numbers, setExe: false)
+        if p.signals.groupStop != nil { kill(pid, SIGSTOP) }     // stopped by job control: stops again (see below)
         for t in rebuilt { t.detach() }
         done = true
         return pid
@@ -203,6 +204,11 @@ public struct Restorer {
             let threads = try rebuild(p, pid: o, innerPid: p.pid, manifest: m, huskFds: [holds[2 * i], holds[2 * i + 1]],
                                       objects: objectNumbers[i], setExe: true)
             stopped += threads.filter { $0.tid != o }
+        }
+        // A process stopped by job control stops again as soon as it is let
+        // go, before it runs an instruction (the stop is pending while traced).
+        for p in procs where p.zombieStatus == nil && p.signals.groupStop != nil {
+            if let o = outer[p.pid] { kill(o, SIGSTOP) }
         }
         // Everyone is rebuilt: let them all go at once.
         for t in stopped { t.detach() }

@@ -66,6 +66,7 @@ enum FileState {
                 } else if !(try RegularFiles.capture(st, pid: pid, writer: writer, into: &r)) {
                     throw unsupported(pid, fd, target, type)
                 }
+                if !info.locks.isEmpty { r.locks = try FileLocks.parse(info.locks, pid: pid, fd: fd, path: target) }
             }
             out.append(r)
         }
@@ -211,5 +212,6 @@ enum FileState {
     /// descriptors are installed (epoll interest lists name descriptor numbers).
     static func restoreInProcess(_ records: [FDRecord], ctx: ProcessContext) throws(GhostError) {
         try Epoll.restoreEntries(records, ctx: ctx)
+        try FileLocks.restore(records, ctx: ctx)
     }
 }
