@@ -271,3 +271,17 @@ long ghost_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t anyof, ui
     *walk_end = arg.walk_end;
     return n;
 }
+
+int ghost_file_info(int dirfd, const char *name, struct ghost_file_info *out) {
+    struct statx sx;
+    if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC,
+              STATX_TYPE | STATX_MODE | STATX_UID | STATX_SIZE | STATX_MTIME | STATX_BTIME, &sx) != 0)
+        return -1;
+    out->mode = sx.stx_mode;
+    out->uid = sx.stx_uid;
+    out->size = (int64_t)sx.stx_size;
+    out->mtime_ns = (int64_t)sx.stx_mtime.tv_sec * 1000000000 + sx.stx_mtime.tv_nsec;
+    out->btime_ns = (sx.stx_mask & STATX_BTIME)
+        ? (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec : -1;
+    return 0;
+}

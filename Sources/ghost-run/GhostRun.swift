@@ -51,6 +51,7 @@ struct GhostRun: GhostCommand {
     }
 
     func run() throws {
+        let startedAt = Clock.wall()   // files born after this are the job's (see ClosedFiles)
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let path: String
         switch Program.resolve(argv[0]) {
@@ -69,6 +70,7 @@ struct GhostRun: GhostCommand {
 
         var job = JobRecord(argv: argv, checkpointInterval: supervision.checkpointInterval.flatMap(Duration.parse),
                             keep: supervision.keep ?? 3, zstdLevel: zstdLevel)
+        job.startedAt = startedAt
         let policy = supervision.policy
 
         let sup: Supervisor

@@ -203,3 +203,39 @@ final class ScratchFileTests: GhostTestCase {
         try finishResumed(resumed, timeout: 60)
     }
 }
+
+/// Files the job created and closed before the checkpoint (a compiler
+/// driver's object files, a temporary file in TMPDIR) and that were deleted
+/// after it are recreated at resume; a file that existed before the job is
+/// not, and a file that is there at resume is left as it is.
+final class ClosedFileTests: GhostTestCase {
+    func testClosedFilesDeletedAfterCheckpointAreRecreated() throws {
+        let exe = try program("closed_files")
+        let dir = try makeTempDir("closed")
+        let tmp = dir + "/tmp"
+        XCTAssertEqual(mkdir(tmp, 0o755), 0)
+        // There before the job: not the job's, so never recreated.
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/input.txt", contents: Data("input\n".utf8)))
+        let env = environment(["TMPDIR": tmp])
+        let run = try startGhostRun(exe, [], imageDir: dir + "/images", cwd: dir, env: env)
+        let pid = try jobPid(of: run, exe: exe)
+        let line = try run.waitFor("temp ", in: .stdout, timeout: 60)
+        let temp = String(line[line.range(of: "temp ")!.upperBound...]).trimmingCharacters(in: .whitespacesAndNewlines)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        try checkpoint(run, number: 1)
+        // The failed run went on, finished with its files and deleted them.
+        for f in [dir + "/stage1.o", dir + "/empty.flag", temp, dir + "/input.txt"] {
+            XCTAssertEqual(unlink(f), 0, "unlink \(f)")
+        }
+        // ... and someone edited this one: it stays as it is now.
+        try "user edit\n".write(toFile: dir + "/notes.txt", atomically: false, encoding: .utf8)
+        try killNode(run, jobPid: pid)
+
+        let resumed = try startGhostResume(dir + "/images", cwd: dir, env: env)
+        _ = try waitResumed(resumed, exe: exe)
+        XCTAssertTrue(resumed.stderrText.contains("recreated 3 file(s) the job had created and closed"), resumed.transcript)
+        try finishResumed(resumed, timeout: 60)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/input.txt"), "a file older than the job was recreated")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/notes.txt", encoding: .utf8), "user edit\n")
+    }
+}

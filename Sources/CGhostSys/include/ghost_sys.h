@@ -107,4 +107,16 @@ pid_t ghost_husk_spawn(const struct ghost_husk_config *cfg, int *err_errno, int 
 long ghost_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t anyof, uint64_t return_mask,
                         uint64_t *regions, uint64_t max_regions, uint64_t *walk_end);
 
+/// What ghost needs to know of a file, from statx (without following a final
+/// symlink): birth time is -1 where the file system does not report it.
+struct ghost_file_info {
+    uint32_t mode;
+    uint32_t uid;
+    int64_t size;
+    int64_t mtime_ns;
+    int64_t btime_ns;
+};
+/// 0, or -1 with errno.
+int ghost_file_info(int dirfd, const char *name, struct ghost_file_info *out);
+
 #endif

@@ -102,3 +102,18 @@ public struct FileLockRecord: Codable, Sendable, Equatable {
         self.kind = kind; self.write = write; self.start = start; self.end = end
     }
 }
+
+/// A small regular file the job created (born after the job started, owned
+/// by its user) in its working directories or TMPDIR, closed at checkpoint
+/// time: a compiler's object file waiting for the link, a sorted run waiting
+/// for the merge. At resume it is recreated from `contents` if it is gone
+/// (the failed run deleted it after the checkpoint); an existing file is
+/// never touched.
+public struct ClosedFileRecord: Codable, Sendable {
+    public var path: String
+    public var mtimeNanos: Int64
+    public var contents: FileContentsRecord
+    public init(path: String, mtimeNanos: Int64, contents: FileContentsRecord) {
+        self.path = path; self.mtimeNanos = mtimeNanos; self.contents = contents
+    }
+}

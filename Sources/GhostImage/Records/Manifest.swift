@@ -26,6 +26,8 @@ public struct Manifest: Codable, Sendable {
     public var namespaces: Bool?
     /// Memory objects shared between mappings or processes (nil = none).
     public var sharedMemory: [SharedMemoryRecord]?
+    /// Closed files the job created, stored to be recreated if gone (nil = none).
+    public var closedFiles: [ClosedFileRecord]?
 
     public init(createdAt: Double, hostname: String, kernelRelease: String, pageSize: Int,
                 blockPages: Int, cpu: CPURecord, job: JobRecord, processes: [ProcessRecord]) {
@@ -58,6 +60,9 @@ public struct JobRecord: Codable, Sendable {
     public var checkpointInterval: Double?
     public var keep: Int
     public var zstdLevel: Int
+    /// Seconds since the epoch when ghost-run started the job (kept across
+    /// resumes); files born since are the job's. Absent in older images.
+    public var startedAt: Double?
     public init(argv: [String], checkpointInterval: Double?, keep: Int, zstdLevel: Int) {
         self.argv = argv
         self.checkpointInterval = checkpointInterval

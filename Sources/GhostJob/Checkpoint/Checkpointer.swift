@@ -36,6 +36,7 @@ public struct Checkpointer {
         // rare case madvise() changed one in between, the checkpoint is taken
         // again with the flags read in the freeze (see AreaFlags).
         let started = Clock.now()
+        var closedFiles: [ClosedFiles.Candidate] = []
         do {
             let pids = (try? TreeFreezer.list(job)) ?? []
             // (One after the other: run at once, both walks of the same page
@@ -45,17 +46,22 @@ public struct Checkpointer {
             // read whole in the freeze, its write-protect markers looking swapped.)
             let flags = AreaFlags(pids: pids)
             if let tracking { Self.armAhead(job, pids: pids, tracking: tracking, flags: flags) }
-            return try checkpoint(job, flags: flags, started: started)
+            closedFiles = self.job.startedAt.map {
+                ClosedFiles.scan(dirs: ClosedFiles.directories(pids: pids), since: $0, exclude: store.path)
+            } ?? []
+            return try checkpoint(job, flags: flags, started: started, closedFiles: closedFiles)
         } catch {
             guard case .areaFlagsChanged = error else { throw error }
             Log.info("\(error); taking the checkpoint again")
-            return try checkpoint(job, flags: .none, started: started)
+            return try checkpoint(job, flags: .none, started: started, closedFiles: closedFiles)
         }
     }
 
     /// `started`: when the checkpoint began, for its total time (the early
     /// smaps read, and a first attempt, count).
-    private func checkpoint(_ job: JobHandle, flags: AreaFlags, started: Double) throws(GhostError) -> CheckpointResult {
+    /// `closedFiles`: candidates found before the freeze (see ClosedFiles).
+    private func checkpoint(_ job: JobHandle, flags: AreaFlags, started: Double,
+                            closedFiles: [ClosedFiles.Candidate]) throws(GhostError) -> CheckpointResult {
         var flags = flags
         let t0 = Clock.now()
         var times = PhaseTimes("checkpoint", since: started)
@@ -99,6 +105,8 @@ public struct Checkpointer {
         try FileState.link(&fdLists, outer: tree.members.map(\.pid), inner: captured.map(\.record.pid), writer: writer)
         for i in captured.indices { captured[i].record.fds = fdLists[i] }
         let shared = try captureSharedMemory(&captured, pids: tree.members.map(\.pid), writer: writer)
+        let openFiles = Set(captured.flatMap { $0.record.fds.filter { $0.kind == .file }.map(\.path) })
+        let closedNow = ClosedFiles.restat(closedFiles, open: openFiles)
         tree.thaw()
         let frozen = Clock.now() - t0
         times.mark("link+shared+thaw")
@@ -119,6 +127,7 @@ public struct Checkpointer {
             snap.kill()   // its address space is torn down while the checkpoint is committed
         }
         times.mark("snapshot read")
+        let closed = try ClosedFiles.store(closedNow, writer: writer)
         joined = true
         try flagsChecked.join()
         times.mark("verify")
@@ -136,6 +145,7 @@ public struct Checkpointer {
             job: self.job, processes: processes)
         manifest.namespaces = job.initPid != nil
         manifest.sharedMemory = shared.isEmpty ? nil : shared
+        manifest.closedFiles = closed.isEmpty ? nil : closed
         let number: Int
         do {
             let payload = try manifest.encoded()
@@ -389,13 +399,13 @@ public struct Checkpointer {
     }
 }
 
-enum Clock {
-    static func now() -> Double {
+public enum Clock {
+    public static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
-    static func wall() -> Double {
+    public static func wall() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

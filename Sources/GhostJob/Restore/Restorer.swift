@@ -80,6 +80,8 @@ public struct Restorer {
         let progress = Progress.begin("resume")
         var handle: JobHandle?
         defer { progress.finish(summary: handle == nil ? nil : { b, s in "restored \(Log.size(b)) of memory in \(Log.ms(s))" }) }
+        // First: a program the job built may be one of them.
+        try ClosedFiles.restore(m.closedFiles ?? [], store: store)
         for p in m.processes where p.zombieStatus == nil && p.exeObject == nil {
             try MemoryState.checkUnchanged(p.exe, at: p.mm.startCode)
         }

@@ -95,12 +95,12 @@ enum Pipes {
         do { return try store.readChunk(id) } catch { throw .image(error) }
     }
 
-    /// Writes all of `bytes` into `fd` (a pipe with room for them).
+    /// Writes all of `bytes` into `fd` (a pipe with room for them, or a file).
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], what: String) throws(GhostError) {
         var off = 0
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
-            if n <= 0 { throw .errno("refilling \(what) with its \(bytes.count) buffered bytes") }
+            if n <= 0 { throw .errno("writing \(bytes.count) bytes to \(what)") }
             off += n
         }
     }

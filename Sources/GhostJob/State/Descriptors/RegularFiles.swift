@@ -119,12 +119,7 @@ enum RegularFiles {
             throw .fileChanged("cannot recreate \(r.path) (fd \(r.fd) of the job): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
-            if n <= 0 { throw .errno("writing \(r.path) back") }
-            off += n
-        }
+        try Pipes.writeAll(fd, bytes, what: r.path)
         if !exists { Log.info("recreated \(r.path) (\(bytes.count) bytes), which the job had open, from the image") }
         return true
     }
