@@ -4,6 +4,7 @@
 #define GHOST_CHILD_H
 /// Default dispositions for every signal and an empty mask, as after exec.
 void ghost_reset_signals(void);
+void ghost_job_signals(void);
 /// Gives the child exactly the descriptors dst[i] = src[i] (i < n), plus the
 /// `nkeep` descriptors in keep[], which are moved above all of them
 /// (close-on-exec; their new numbers are written back). Sources are first

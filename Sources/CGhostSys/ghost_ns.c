@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,7 +151,7 @@ pid_t ghost_spawn_ns(const char *path, char *const argv[], char *const envp[],
         pid_t job = fork();
         if (job < 0) fail_report(rep[1], -1, 4, errno);
         if (job == 0) {
-            ghost_reset_signals();
+            ghost_job_signals();
             // Wait until ghost knows our PID: a job that ends at once must
             // not be gone before it is found.
             char c;
@@ -212,6 +213,9 @@ static void husk_fds(const struct ghost_tree *t, int i, int *hold_out, int *read
 static void husk(const struct ghost_tree *t, int i) {
     const struct ghost_tree_proc *p = &t->procs[i];
     if (p->sid == p->pid && setsid() < 0) fail_report(t->ready_fd, i, 6, errno);
+    // A group leader makes its group first (a zombie too: it stays a member
+    // until reaped), so the members, rebuilt concurrently, can join it.
+    if (p->pgid == p->pid && getpgid(0) != p->pid && setpgid(0, 0) != 0) fail_report(t->ready_fd, i, 7, errno);
     if (p->zombie) {
         int st = p->exit_status;
         if (WIFSIGNALED(st)) {
@@ -225,7 +229,15 @@ static void husk(const struct ghost_tree *t, int i) {
     if (!pgid_done && setpgid(0, p->pgid) == 0) pgid_done = 1;
     for (int j = 0; j < t->n; j++)
         if (t->procs[j].parent == i) spawn_husk(t, j);
-    if (!pgid_done && setpgid(0, p->pgid) != 0) fail_report(t->ready_fd, i, 7, errno);
+    // The leader may be a sibling or a cousin, rebuilt at the same time:
+    // until it has made the group, joining fails with EPERM. Wait for it (2 s at most).
+    for (int tries = 0; !pgid_done && tries < 2000; tries++) {
+        if (setpgid(0, p->pgid) == 0) { pgid_done = 1; break; }
+        if (errno != EPERM && errno != ESRCH) break;
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+    }
+    if (!pgid_done) fail_report(t->ready_fd, i, 7, errno);
     int hold, ready;
     husk_fds(t, i, &hold, &ready);
     if (p->cwd && chdir(p->cwd) != 0) fail_report(ready, i, 1, errno);

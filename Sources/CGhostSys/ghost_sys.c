@@ -125,6 +125,31 @@ uint64_t ghost_xgetbv0(void) {
     return ((uint64_t)hi << 32) | lo;
 }
 
+// Signals ignored by whoever started ghost (nohup: SIGHUP), bit s-1 for
+// signal s: the job starts with them ignored too, as it would without ghost.
+static uint64_t inherited_ignored;
+
+uint64_t ghost_record_ignored_signals(void) {
+    uint64_t mask = 0;
+    for (int s = 1; s < 65; s++) {
+        struct sigaction sa;
+        if (s != SIGKILL && s != SIGSTOP && sigaction(s, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+            mask |= 1ULL << (s - 1);
+    }
+    inherited_ignored = mask;
+    return mask;
+}
+
+// Child side of a fork that execs the job: defaults, then what the launcher ignored.
+void ghost_job_signals(void) {
+    ghost_reset_signals();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    for (int s = 1; s < 65; s++)
+        if (inherited_ignored >> (s - 1) & 1) sigaction(s, &sa, NULL);
+}
+
 // Child side of a fork: only async-signal-safe calls from here on.
 void ghost_reset_signals(void) {
     struct sigaction sa;
@@ -170,7 +195,7 @@ pid_t ghost_spawn(const char *path, char *const argv[], char *const envp[],
     if (pid < 0) { *exec_errno = errno; close(p[0]); close(p[1]); return -1; }
     if (pid == 0) {
         close(p[0]);
-        ghost_reset_signals();
+        ghost_job_signals();
         if (pdeathsig) {
             prctl(PR_SET_PDEATHSIG, pdeathsig);
             if (getppid() != parent) _exit(128 + pdeathsig);

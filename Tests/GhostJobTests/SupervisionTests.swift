@@ -155,6 +155,34 @@ final class SupervisionTests: GhostTestCase {
         try expectExit(forced, .exited(3))
     }
 
+    /// The job's own kill(0, sig) reaches ghost too (same process group):
+    /// ghost does not pass it on a second time, and a job that did
+    /// `kill -TERM 0` and then exited by itself is recorded as ended.
+    func testJobsOwnGroupSignalIsNotForwardedAgain() throws {
+        let dir = try makeTempDir("kill0")
+        let script = "n=0; trap 'n=$((n+1))' USR2; trap '' TERM; kill -USR2 0; sleep 1; kill -TERM 0; sleep 1; echo got=$n"
+        let run = try startGhostRun("/bin/sh", ["-c", script], imageDir: dir + "/images", cwd: dir)
+        try expectExit(run, .exited(0))
+        XCTAssertTrue(run.stdoutText.contains("got=1"), run.transcript)
+        XCTAssertNotNil(fileSize(dir + "/images/ENDED"), "a job that exited by itself was not recorded as ended\n\(run.transcript)")
+    }
+
+    /// Signals ignored by whoever started ghost-run (`nohup`) stay ignored:
+    /// the job starts with them ignored, and ghost does not pass them on.
+    func testSignalsIgnoredByTheCallerStayIgnored() throws {
+        let dir = try makeTempDir("nohup")
+        let run = try startGhostRun("/bin/sh", ["-c", "sleep 1; grep SigIgn /proc/self/status; echo survived"],
+                                    imageDir: dir + "/images", cwd: dir, wrapper: ["/usr/bin/nohup"])
+        try run.waitFor("ghost: started pid", in: .stderr, timeout: 60)
+        kill(run.pid, SIGHUP)
+        try expectExit(run, .exited(0))
+        XCTAssertTrue(run.stdoutText.contains("survived"), run.transcript)
+        // SIGHUP is bit 0 of the mask grep prints (the job's own ignored set).
+        let line = run.stdoutText.split(separator: "\n").first { $0.hasPrefix("SigIgn:") } ?? ""
+        let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) ?? 0
+        XCTAssertEqual(mask & 1, 1, "SIGHUP is not ignored in the job: \(line)\n\(run.transcript)")
+    }
+
     /// Not recorded as ended, so resumed: a job that exited on a SIGTERM
     /// sent to ghost (a scheduler stopping it), and one killed by SIGKILL
     /// from outside (the OOM killer).

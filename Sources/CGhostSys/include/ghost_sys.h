@@ -119,4 +119,9 @@ struct ghost_file_info {
 /// 0, or -1 with errno.
 int ghost_file_info(int dirfd, const char *name, struct ghost_file_info *out);
 
+/// Records which signals this process inherited as ignored (call before
+/// changing any disposition); the job is started with them ignored too.
+/// Returns them, bit s-1 for signal s.
+uint64_t ghost_record_ignored_signals(void);
+
 #endif

@@ -60,7 +60,13 @@ struct TreeFreezer {
             var changed = false
             for pid in pids where !gone.contains(pid) {
                 if !members.contains(where: { $0.pid == pid }) {
-                    members.append(Member(pid: pid, threads: [], zombie: Self.isZombie(pid)))
+                    let zombie = Self.isZombie(pid)
+                    if zombie, let live = Self.liveThreadsOfZombieLeader(pid) {
+                        throw .refused(.unsupported("process \(pid) (\(live.comm)) of the job has no main thread: it "
+                            + "called pthread_exit() while \(live.count) other thread(s) run on; ghost cannot "
+                            + "checkpoint such a process yet"))
+                    }
+                    members.append(Member(pid: pid, threads: [], zombie: zombie))
                     changed = true
                 }
                 let idx = members.firstIndex { $0.pid == pid }!
@@ -117,6 +123,15 @@ struct TreeFreezer {
 
     static func isZombie(_ pid: pid_t) -> Bool {
         ((try? ProcFS.stat(pid))?.fields.first) == "Z"
+    }
+
+    /// A process whose leader thread is a zombie but whose other threads
+    /// live (the main thread called pthread_exit): their number and the
+    /// process's name; nil for a real zombie.
+    static func liveThreadsOfZombieLeader(_ pid: pid_t) -> (count: Int, comm: String)? {
+        let live = ((try? ProcFS.tasks(pid)) ?? []).filter { $0 != pid && !isZombie(pid, task: $0) }
+        if live.isEmpty { return nil }
+        return (live.count, (try? ProcFS.stat(pid))?.comm ?? "?")
     }
 
     static func isZombie(_ pid: pid_t, task: pid_t) -> Bool {

@@ -46,7 +46,14 @@ public final class Supervisor {
     public static let suspendSignal = SIGURG, resumeSignal = SIGWINCH
     nonisolated(unsafe) private static var sharedFD: Int32 = -1
 
+    /// Signals ignored by whoever started ghost (`nohup ghost-run`): the
+    /// job starts with them ignored too (ghost_job_signals), and ghost does
+    /// not act on them or pass them on.
+    nonisolated(unsafe) private static var ignoredAtStart = Set<Int32>()
+
     public static func prepareSignals() {
+        let ignored = ghost_record_ignored_signals()
+        ignoredAtStart = Set((1...64).filter { ignored >> UInt64($0 - 1) & 1 == 1 }.map { Int32($0) })
         var set = sigset_t()
         sigemptyset(&set)
         for s in handled { sigaddset(&set, s) }
@@ -143,6 +150,7 @@ public final class Supervisor {
             let n = read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size)
             guard n == MemoryLayout<signalfd_siginfo>.size else { continue }
             let sig = Int32(info.ssi_signo)
+            if Self.ignoredAtStart.contains(sig) && sig != SIGCHLD { continue }
             switch sig {
             case SIGCHLD:
                 if let code = reap() { return code }
@@ -158,7 +166,7 @@ public final class Supervisor {
                 suspend()
             case Supervisor.resumeSignal:
                 resumeInPlace()
-            case SIGTERM where policy.checkpointOnTerm && jobPid != 0 && !stopping:
+            case SIGTERM where policy.checkpointOnTerm && jobPid != 0 && !stopping && !isJobProcess(pid_t(info.ssi_pid)):
                 if let code = checkpointAndStop(reason: "SIGTERM") { return code }
                 stoppedFromOutside = true
                 kill(jobPid, SIGTERM)   // no checkpoint: the job ends as it would without ghost
@@ -167,15 +175,36 @@ public final class Supervisor {
                     Log.info("stopping while suspended; the job stays in \(store.path)")
                     return 128 + sig
                 }
-                // A terminal sends ^C to the whole foreground group, job included:
+                // A terminal sends ^C to the whole foreground group, job included,
+                // and so does the job's own kill(0, sig) (`trap 'kill 0' EXIT`):
                 // forward only what was sent to ghost alone.
                 let fromKernel = info.ssi_code == 0x80   // SI_KERNEL
-                if Supervisor.forwarded.contains(sig) && !fromKernel && jobPid != 0 {
+                if Supervisor.forwarded.contains(sig) && !fromKernel && jobPid != 0 && !isJobProcess(pid_t(info.ssi_pid)) {
                     if Self.terminating.contains(sig) { stoppedFromOutside = true }
                     kill(jobPid, sig)
                 }
             }
         }
+    }
+
+    /// Whether `pid` (a signal's sender) is a process of the job. The kernel
+    /// does not translate a sender's PID from a child PID namespace, so a
+    /// job in namespaces shows its own (inner) PID; without namespaces the
+    /// sender is a descendant of ghost (the job's subreaper). A sender
+    /// already gone counts as outside.
+    func isJobProcess(_ pid: pid_t) -> Bool {
+        guard pid > 0, pid != getpid() else { return false }
+        if initPid != 0, let members = try? JobNamespace.members(initPid: initPid),
+           members.contains(where: { JobNamespace.innerPid($0) == pid }) { return true }
+        var p = pid
+        for _ in 0..<128 {
+            guard let st = try? ProcFS.stat(p) else { return false }
+            let parent = pid_t(st.field(4))
+            if parent == getpid() { return true }
+            if parent <= 1 { return false }
+            p = parent
+        }
+        return false
     }
 
     private func reapedDuringCheckpoint() -> Int32? {
