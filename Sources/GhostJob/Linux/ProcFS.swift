@@ -162,6 +162,11 @@ enum ProcFS {
     }
 }
 
+extension stat {
+    /// st_mtim in nanoseconds since the epoch (FileIdentity.mtimeNanos).
+    var mtimeNanos: Int64 { Int64(st_mtim.tv_sec) * 1_000_000_000 + Int64(st_mtim.tv_nsec) }
+}
+
 extension StringProtocol {
     func trimmingCharacters(in set: String) -> String {
         var s = Substring(self)

@@ -27,6 +27,12 @@ enum ClosedFiles {
         var size: Int64
         var mtimeNanos: Int64
         var mode: UInt32
+
+        /// A regular file small enough to store; nil for anything else.
+        init?(path: String, _ info: ghost_file_info) {
+            guard info.mode & UInt32(S_IFMT) == UInt32(S_IFREG), info.size <= RegularFiles.smallFileLimit else { return nil }
+            self.path = path; size = info.size; mtimeNanos = info.mtime_ns; mode = info.mode & 0o7777
+        }
     }
 
     /// The directories to look in: each process's working directory, TMPDIR, /tmp.
@@ -60,13 +66,12 @@ enum ClosedFiles {
                 guard type == UInt8(DT_REG) || type == UInt8(DT_UNKNOWN) else { continue }
                 let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
                 var info = ghost_file_info()
-                guard ghost_file_info(dfd, name, &info) == 0, info.mode & UInt32(S_IFMT) == UInt32(S_IFREG),
-                      info.uid == uid, info.btime_ns >= sinceNanos, info.size <= RegularFiles.smallFileLimit
+                guard ghost_file_info(dfd, name, &info) == 0, info.uid == uid, info.btime_ns >= sinceNanos,
+                      let c = Candidate(path: dir == "/" ? "/" + name : dir + "/" + name, info)
                 else { continue }
-                if out.count >= maxFiles || total + info.size > maxTotalBytes { return out }
-                total += info.size
-                out.append(Candidate(path: dir == "/" ? "/" + name : dir + "/" + name, size: info.size,
-                                     mtimeNanos: info.mtime_ns, mode: info.mode & 0o7777))
+                if out.count >= maxFiles || total + c.size > maxTotalBytes { return out }
+                total += c.size
+                out.append(c)
             }
         }
         return out
@@ -79,9 +84,7 @@ enum ClosedFiles {
         candidates.compactMap { c in
             if open.contains(c.path) { return nil }
             var info = ghost_file_info()
-            guard ghost_file_info(AT_FDCWD, c.path, &info) == 0, info.mode & UInt32(S_IFMT) == UInt32(S_IFREG),
-                  info.size <= RegularFiles.smallFileLimit else { return nil }
-            return Candidate(path: c.path, size: info.size, mtimeNanos: info.mtime_ns, mode: info.mode & 0o7777)
+            return ghost_file_info(AT_FDCWD, c.path, &info) == 0 ? Candidate(path: c.path, info) : nil
         }
     }
 
@@ -94,7 +97,7 @@ enum ClosedFiles {
             let fd = Glibc.open(c.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
             if fd < 0 { continue }
             defer { close(fd) }
-            guard unchanged(fd, c), let bytes = readAll(fd, size: Int(c.size)), bytes.count == c.size, unchanged(fd, c)
+            guard unchanged(fd, c), let bytes = RegularFiles.readAll(fd, size: Int(c.size)), bytes.count == c.size, unchanged(fd, c)
             else { continue }
             out.append(ClosedFileRecord(path: c.path, mtimeNanos: c.mtimeNanos,
                                         contents: FileContentsRecord(chunk: try Pipes.put(bytes, writer),
@@ -106,20 +109,7 @@ enum ClosedFiles {
     private static func unchanged(_ fd: Int32, _ c: Candidate) -> Bool {
         var st = stat()
         guard fstat(fd, &st) == 0 else { return false }
-        return Int64(st.st_size) == c.size
-            && Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) == c.mtimeNanos
-    }
-
-    private static func readAll(_ fd: Int32, size: Int) -> [UInt8]? {
-        var bytes = [UInt8](repeating: 0, count: size)
-        var got = 0
-        while got < size {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, size - got, off_t(got)) }
-            if n < 0 { return nil }
-            if n == 0 { break }
-            got += n
-        }
-        return got == size ? bytes : nil
+        return Int64(st.st_size) == c.size && st.mtimeNanos == c.mtimeNanos
     }
 
     /// At resume, before any process of the job exists: recreates each

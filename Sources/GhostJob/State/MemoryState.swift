@@ -278,7 +278,7 @@ enum MemoryState {
                 + "ghost cannot checkpoint mappings of replaced files")
         }
         return FileIdentity(path: m.path, size: Int64(st.st_size),
-                            mtimeNanos: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+                            mtimeNanos: st.mtimeNanos)
     }
 
     /// Page-aligned address ranges of `m` whose contents must be stored.
@@ -561,7 +561,7 @@ enum MemoryState {
             throw .fileChanged("\(file.path), mapped by the job at \(hex(address)), is gone (\(String(cString: strerror(errno)))); "
                 + "restore it or resume on a node that has it")
         }
-        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        let mtime = st.mtimeNanos
         if Int64(st.st_size) != file.size || mtime != file.mtimeNanos {
             throw .fileChanged("\(file.path), mapped by the job at \(hex(address)), changed since the checkpoint "
                 + "(size \(file.size) -> \(st.st_size)); the job would see different code or data. "

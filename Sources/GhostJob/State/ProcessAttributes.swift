@@ -24,7 +24,7 @@ enum ProcessAttributes {
         var s = stat()
         if stat("/proc/\(pid)/exe", &s) != 0 { throw .errno("stat of the executable of process \(pid)") }
         let exe = FileIdentity(path: exePath, size: Int64(s.st_size),
-                               mtimeNanos: Int64(s.st_mtim.tv_sec) * 1_000_000_000 + Int64(s.st_mtim.tv_nsec))
+                               mtimeNanos: s.mtimeNanos)
         let cwd = try ProcFS.readLink("/proc/\(pid)/cwd")
         if cwd.hasSuffix(" (deleted)") {
             throw .unsupported("the working directory of process \(pid), \(cwd.dropLast(10)), was deleted")

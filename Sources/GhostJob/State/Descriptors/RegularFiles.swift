@@ -16,7 +16,7 @@ enum RegularFiles {
         if type == S_IFREG || type == S_IFDIR {
             r.kind = .file
             r.identity = FileIdentity(path: r.path, size: Int64(st.st_size),
-                                      mtimeNanos: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+                                      mtimeNanos: st.mtimeNanos)
             if type == S_IFREG && r.sameAs == nil && Int64(st.st_size) <= smallFileLimit {
                 r.contents = try contents(pid: pid, fd: r.fd, writeOnly: r.flags & O_ACCMODE == O_WRONLY,
                                           size: Int(st.st_size), mode: UInt32(st.st_mode & 0o7777), writer: writer)
@@ -68,16 +68,23 @@ enum RegularFiles {
         let local = writeOnly ? Glibc.open("/proc/\(pid)/fd/\(fd)", O_RDONLY | O_CLOEXEC) : ghost_grab_fd(pid, fd)
         if local < 0 { return nil }     // unreadable: the file is handled by size alone
         defer { close(local) }
+        guard let bytes = readAll(local, size: size) else { throw .errno("reading fd \(fd) of process \(pid)") }
+        return FileContentsRecord(chunk: try Pipes.put(bytes, writer), length: bytes.count, mode: mode)
+    }
+
+    /// Up to `size` bytes of `fd` from offset 0 (fewer at end of file); nil
+    /// on a read error (errno set).
+    static func readAll(_ fd: Int32, size: Int) -> [UInt8]? {
         var bytes = [UInt8](repeating: 0, count: size)
         var got = 0
         while got < size {
-            let n = bytes.withUnsafeMutableBytes { pread(local, $0.baseAddress! + got, size - got, off_t(got)) }
-            if n < 0 { throw .errno("reading fd \(fd) of process \(pid)") }
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, size - got, off_t(got)) }
+            if n < 0 { return nil }
             if n == 0 { break }
             got += n
         }
         bytes.removeLast(size - got)
-        return FileContentsRecord(chunk: try Pipes.put(bytes, writer), length: bytes.count, mode: mode)
+        return bytes
     }
 
     static func open(_ r: FDRecord, table: FileState.Table, store: ImageStore) throws(GhostError) -> Int32 {
@@ -108,7 +115,7 @@ enum RegularFiles {
                         store: ImageStore) throws(GhostError) -> Bool {
         var st = stat()
         let exists = stat(r.path, &st) == 0
-        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        let mtime = st.mtimeNanos
         if exists && Int64(st.st_size) == id.size && mtime == id.mtimeNanos { return true }   // as it was
         let writing = r.flags & O_ACCMODE != O_RDONLY
         if exists && !writing { return false }
