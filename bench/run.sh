@@ -414,7 +414,9 @@ for S in "${SIZES[@]}"; do
     for kind in scattered contiguous samekind; do
       case $kind in scattered) k=inc5s sig=USR2 ;; contiguous) k=inc5c sig=ALRM ;; samekind) k=inc5k sig=HUP ;; esac
       c0=$(grep -c "changed $kind" "$R/out")
-      kill -"$sig" "$GP" 2>/dev/null
+      # Sent to the workload itself: ghost-run does not pass on a signal its
+      # caller ignores (SIGHUP under nohup), by design.
+      kill -"$sig" "${JOBPID:-$GP}" 2>/dev/null
       if ! cl=$(wait_nth "$R/out" "changed $kind" $((c0 + 1)) 60 "$GP"); then
         recerr "$S" "workload did not report the $kind change: $(lastmsg "$R/err")" ${k}_pct ${k}_total; continue
       fi

@@ -218,6 +218,7 @@ static void husk(const struct ghost_tree *t, int i) {
     if (p->pgid == p->pid && getpgid(0) != p->pid && setpgid(0, 0) != 0) fail_report(t->ready_fd, i, 7, errno);
     if (p->zombie) {
         int st = p->exit_status;
+        if (p->comm) prctl(PR_SET_NAME, p->comm, 0, 0, 0);
         if (WIFSIGNALED(st)) {
             signal(WTERMSIG(st), SIG_DFL);
             sigset_t all; sigemptyset(&all); sigprocmask(SIG_SETMASK, &all, NULL);

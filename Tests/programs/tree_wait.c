@@ -34,6 +34,12 @@ int main(void) {
     usleep(200000);
     ready();
     wait_release();
+    /* The zombie keeps its name (a rebuilt one must not show as ghost's helper). */
+    char path[64], mine[32] = "", its[32] = "";
+    snprintf(path, sizeof path, "/proc/%d/comm", kids[1]);
+    FILE *f = fopen(path, "r"); CHECK(f && fgets(its, sizeof its, f), "reading %s", path); fclose(f);
+    f = fopen("/proc/self/comm", "r"); CHECK(f && fgets(mine, sizeof mine, f), "reading my comm"); fclose(f);
+    CHECK(strcmp(its, mine) == 0, "the zombie is called %s, not %s", its, mine);
     close(rel[1]);   /* children see end of file */
     int total = 0;
     for (int i = 0; i < 3; i++) {

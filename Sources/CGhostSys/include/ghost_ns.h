@@ -22,6 +22,7 @@ struct ghost_tree_proc {
     pid_t sid, pgid;       // 0: inherited
     int zombie;            // 1: exits at once with exit_status (a raw wait status)
     int exit_status;
+    const char *comm;      // a zombie's name (ps shows it until it is reaped)
     const char *cwd;
     int umask;
     int pdeathsig;

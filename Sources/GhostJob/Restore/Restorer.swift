@@ -160,13 +160,13 @@ public struct Restorer {
         }
         var specs: [ghost_tree_proc] = []
         for (i, p) in procs.enumerated() {
-            let cwd = strdup(p.cwd); cstrings.append(cwd)
+            let cwd = strdup(p.cwd), comm = strdup(p.comm); cstrings.append(cwd); cstrings.append(comm)
             let fds = prepared[i]
             let sid = index[p.sid] != nil ? p.sid : 0, pgid = index[p.pgid] != nil ? p.pgid : 0
             specs.append(ghost_tree_proc(
                 pid: p.pid, parent: Int32(index[p.ppid] ?? -1), sid: sid, pgid: pgid,
                 zombie: p.zombieStatus == nil ? 0 : 1, exit_status: p.zombieStatus ?? 0,
-                cwd: UnsafePointer(cwd), umask: Int32(p.umask), pdeathsig: p.pdeathsig,
+                comm: UnsafePointer(comm), cwd: UnsafePointer(cwd), umask: Int32(p.umask), pdeathsig: p.pdeathsig,
                 nlimits: Int32(limits[i].count), limit_resources: ints(limits[i].map(\.resource)),
                 limit_cur: u64s(limits[i].map(\.soft)), limit_max: u64s(limits[i].map(\.hard)),
                 nfds: Int32(fds.count), fd_src: ints(fds.map(\.src)), fd_dst: ints(fds.map(\.dst))))
