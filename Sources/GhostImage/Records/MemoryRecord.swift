@@ -34,6 +34,10 @@ public struct VMARecord: Codable, Sendable {
     /// "dc" MADV_DONTFORK, "wf" MADV_WIPEONFORK, "dd" MADV_DONTDUMP,
     /// "hg" MADV_HUGEPAGE, "nh" MADV_NOHUGEPAGE. Given again on restore.
     public var advice: [String]?
+    /// Mapped with MAP_NORESERVE (smaps "nr"): no swap or commit charge is
+    /// reserved for it, so a huge sparse reservation (a sanitizer's shadow
+    /// memory) can be mapped again where overcommit would refuse it. Absent = false.
+    public var noReserve: Bool?
 
     public init(start: UInt64, end: UInt64, prot: Int32, kind: Kind, growsDown: Bool,
                 fileOffset: UInt64, file: FileIdentity?, blocks: [MemoryBlock]) {

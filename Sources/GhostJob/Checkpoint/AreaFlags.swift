@@ -24,7 +24,11 @@ struct AreaFlags {
     /// Flags a change of which after the early read matters (see above).
     static let forkFlags: Set<String> = ["dc", "wf"]
 
-    private var early: [pid_t: [Key: Set<String>]] = [:]
+    /// What the early read says of an area: its flags and resident bytes
+    /// (which decide whether its writes are tracked, see WriteTracking).
+    struct Early { var flags: Set<String>, resident: UInt64? }
+
+    private var early: [pid_t: [Key: Early]] = [:]
     /// Per process, the areas whose flags came from the early read.
     private var used: [pid_t: [Key: Set<String>]] = [:]
 
@@ -33,7 +37,8 @@ struct AreaFlags {
     init(pids: [pid_t]) {
         for pid in pids {
             guard let maps = try? ProcFS.mappings(pid, flags: true) else { continue }
-            early[pid] = Dictionary(maps.map { (Key($0), $0.vmFlags) }, uniquingKeysWith: { a, _ in a })
+            early[pid] = Dictionary(maps.map { (Key($0), Early(flags: $0.vmFlags, resident: $0.resident)) },
+                                    uniquingKeysWith: { a, _ in a })
         }
     }
 
@@ -41,7 +46,7 @@ struct AreaFlags {
     /// with their flags; areas it did not see are left out.
     func flagged(_ maps: [ProcFS.Mapping], pid: pid_t) -> [ProcFS.Mapping] {
         guard let known = early[pid] else { return [] }
-        return maps.compactMap { m in known[Key(m)].map { var f = m; f.vmFlags = $0; return f } }
+        return maps.compactMap { m in known[Key(m)].map { var f = m; f.vmFlags = $0.flags; f.resident = $0.resident; return f } }
     }
 
     /// No early read: smaps in the freeze, as for a process started since.
@@ -54,9 +59,10 @@ struct AreaFlags {
         var took: [Key: Set<String>] = [:]
         for i in maps.indices {
             let key = Key(maps[i])
-            guard let flags = known[key] else { return try ProcFS.mappings(pid, flags: true) }
-            maps[i].vmFlags = flags
-            took[key] = flags
+            guard let e = known[key] else { return try ProcFS.mappings(pid, flags: true) }
+            maps[i].vmFlags = e.flags
+            maps[i].resident = e.resident
+            took[key] = e.flags
         }
         used[pid] = took
         return maps

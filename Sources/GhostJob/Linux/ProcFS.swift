@@ -99,6 +99,8 @@ enum ProcFS {
         /// `inode` it names one object, e.g. the shmem behind shared memory.
         var dev: String = ""
         var vmFlags: Set<String> = []
+        /// Resident bytes (smaps "Rss"); nil when read from maps.
+        var resident: UInt64? = nil
         var readable: Bool { perms.hasPrefix("r") }
         var shared: Bool { perms.hasSuffix("s") }
         var prot: Int32 {
@@ -119,6 +121,12 @@ enum ProcFS {
             if line.hasPrefix("VmFlags:") {
                 if !out.isEmpty {
                     out[out.count - 1].vmFlags = Set(line.dropFirst(8).split(separator: " ").map(String.init))
+                }
+                continue
+            }
+            if line.hasPrefix("Rss:") {
+                if !out.isEmpty, let kb = UInt64(line.dropFirst(4).trimmingCharacters(in: " \t").dropLast(3)) {
+                    out[out.count - 1].resident = kb * 1024
                 }
                 continue
             }

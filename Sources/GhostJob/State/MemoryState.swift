@@ -33,6 +33,7 @@ enum MemoryState {
                               growsDown: m.vmFlags.contains("gd"), fileOffset: m.offset, file: file, blocks: [])
             let advice = advices.keys.filter { m.vmFlags.contains($0) }.sorted()
             v.advice = advice.isEmpty ? nil : advice
+            if m.vmFlags.contains("nr") { v.noReserve = true }
             out.append((m, v))
         }
         return out
@@ -403,6 +404,7 @@ enum MemoryState {
             if !vma.blocks.isEmpty { mapProt |= PROT_READ | PROT_WRITE }
             var flags = Int32(MAP_FIXED) | (isShared ? MAP_SHARED : MAP_PRIVATE)
             if vma.growsDown { flags |= MAP_GROWSDOWN }
+            if vma.noReserve == true { flags |= MAP_NORESERVE }
             var fd: Int64 = -1
             var ownFd = false
             switch vma.kind {

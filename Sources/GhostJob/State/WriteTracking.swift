@@ -58,8 +58,20 @@ public final class WriteTracking {
         }
     }
 
-    /// Areas whose writes can be tracked: private memory a snapshot holds.
+    /// Areas bigger than this are tracked only when at least 1/`sparseRatio`
+    /// of them is resident. Arming puts a write-protect marker in every
+    /// page-table entry of the area, populated or not: page tables of 1/512
+    /// of its size. For a sparse reservation that is ruinous (AddressSanitizer's
+    /// 15 TiB shadow: 30 GiB of page tables, and the arming never ends), and
+    /// such an area is cheap to read whole: only its resident pages are read.
+    static let denseArea: UInt64 = 1 << 30, sparseRatio: UInt64 = 16
+
+    /// Areas whose writes can be tracked: private memory a snapshot holds,
+    /// that can be written (not PROT_NONE: a reservation) and is not sparse.
     static func trackable(_ m: ProcFS.Mapping, _ v: VMARecord) -> Bool {
+        let size = m.end - m.start
+        if v.prot == PROT_NONE { return false }
+        if size > denseArea && (m.resident ?? 0) * sparseRatio < size { return false }
         switch v.kind {
         case .anonymous, .heap, .stack, .privateFile:
             // Not a private mapping of a shared object (memfd, deleted file):
