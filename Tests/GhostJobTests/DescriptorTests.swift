@@ -238,4 +238,65 @@ final class ClosedFileTests: GhostTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/input.txt"), "a file older than the job was recreated")
         XCTAssertEqual(try String(contentsOfFile: dir + "/notes.txt", encoding: .utf8), "user edit\n")
     }
+
+    /// A script appending to its results with `>>` (open, write, close each
+    /// time): lines the failed run appended after the checkpoint are cut
+    /// off at resume, so each line is in the file once, as in an
+    /// uninterrupted run; also for a file over 4 MiB (stored by its size
+    /// and last bytes).
+    func testFilesAppendedAfterCheckpointAreCutBack() throws {
+        try appendedScenario(holdOpen: false)
+    }
+
+    /// A grown file another process has open at resume (another job
+    /// appending to a shared file) is not ours to cut: left as it is, with
+    /// a warning.
+    func testGrownFileOpenElsewhereIsLeftAsItIs() throws {
+        try appendedScenario(holdOpen: true)
+    }
+
+    private func appendedScenario(holdOpen: Bool) throws {
+        let dir = try makeTempDir("appended")
+        let lines = 40
+        let run = try startGhostRun("/bin/bash", [Paths.programsDir + "/append_loop.sh", "\(lines)"],
+                                    imageDir: dir + "/images", cwd: dir)
+        func count() -> Int {
+            ((try? String(contentsOfFile: dir + "/results.txt", encoding: .utf8)) ?? "").split(separator: "\n").count
+        }
+        func waitCount(_ n: Int) throws {
+            let deadline = Date(timeIntervalSinceNow: 60)
+            while count() < n {
+                if Date() > deadline || !run.isRunning { throw HarnessError("results.txt did not reach \(n) lines\n\(run.transcript)") }
+                sleepSeconds(0.05)
+            }
+        }
+        try waitCount(5)
+        try checkpoint(run, number: 1)
+        let atCheckpoint = count()
+        try waitCount(atCheckpoint + 8)   // the failed run appends on, then dies
+        try killNode(run, jobPid: nil)
+        let grown = count()
+
+        let held = holdOpen ? open(dir + "/results.txt", O_RDONLY) : -1
+        defer { if held >= 0 { close(held) } }
+        let resumed = try startGhostResume(dir + "/images", cwd: dir)
+        _ = try waitResumed(resumed)
+        if holdOpen {
+            XCTAssertTrue(resumed.stderrText.contains("results.txt has grown since the checkpoint but another process has it open: left as it is"),
+                          resumed.transcript)
+            try resumed.waitFor("ok appended", in: .stdout, timeout: 60)
+            try expectExit(resumed, .exited(0))
+            // The lines after the checkpoint are there twice, as without ghost's help.
+            XCTAssertEqual(count(), lines + grown - atCheckpoint, resumed.transcript)
+            return
+        }
+        XCTAssertTrue(resumed.stderrText.contains("file(s) the job had created and closed before the checkpoint, appended to since"), resumed.transcript)
+        try resumed.waitFor("ok appended", in: .stdout, timeout: 60)
+        try expectExit(resumed, .exited(0))
+        let want = (1...lines).map { "line \($0)\n" }.joined()
+        XCTAssertEqual(try String(contentsOfFile: dir + "/results.txt", encoding: .utf8), want, resumed.transcript)
+        let big = try String(contentsOfFile: dir + "/big.log", encoding: .utf8)
+        let bigWant = String(repeating: "x", count: 5_000_000) + "\n" + (1...lines).map { "entry \($0)\n" }.joined()
+        XCTAssertTrue(big == bigWant, "big.log: \(big.utf8.count) bytes, expected \(bigWant.utf8.count); its end: \(big.suffix(200))")
+    }
 }

@@ -103,17 +103,23 @@ public struct FileLockRecord: Codable, Sendable, Equatable {
     }
 }
 
-/// A small regular file the job created (born after the job started, owned
-/// by its user) in its working directories or TMPDIR, closed at checkpoint
-/// time: a compiler's object file waiting for the link, a sorted run waiting
-/// for the merge. At resume it is recreated from `contents` if it is gone
-/// (the failed run deleted it after the checkpoint); an existing file is
-/// never touched.
+/// A regular file the job created (born after the job started, owned by its
+/// user) in its working directories or TMPDIR, closed at checkpoint time: a
+/// compiler's object file waiting for the link, a sorted run waiting for the
+/// merge, a results file a script appends to. At resume a small one is
+/// recreated from `contents` if it is gone (the failed run deleted it after
+/// the checkpoint), and any one that has grown since while its bytes up to
+/// the checkpoint's size are still those stored (the failed run appended to
+/// it) is cut back to that size. Otherwise an existing file is not touched.
 public struct ClosedFileRecord: Codable, Sendable {
     public var path: String
     public var mtimeNanos: Int64
+    /// The whole file; or, when `size` is set, only its last bytes up to `size`.
     public var contents: FileContentsRecord
-    public init(path: String, mtimeNanos: Int64, contents: FileContentsRecord) {
-        self.path = path; self.mtimeNanos = mtimeNanos; self.contents = contents
+    /// Absent for a file stored whole (up to 4 MiB). Set for a bigger one:
+    /// its size at the checkpoint; it is never recreated, only cut back.
+    public var size: Int64?
+    public init(path: String, mtimeNanos: Int64, contents: FileContentsRecord, size: Int64? = nil) {
+        self.path = path; self.mtimeNanos = mtimeNanos; self.contents = contents; self.size = size
     }
 }

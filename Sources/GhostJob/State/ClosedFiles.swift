@@ -2,25 +2,36 @@ import Glibc
 import CGhostSys
 import GhostImage
 
-/// Small files the job created and closed, which it may open again: a
-/// compiler driver's object files waiting for the link, `sort`'s runs
-/// waiting for the merge, a script's scratch file. The failed run may have
-/// deleted them after the checkpoint (it finished with them); the resumed
-/// job, back before that point, would find them gone. So each checkpoint
-/// stores them, and a resume recreates the ones that are missing.
+/// Files the job created and closed, which it may open again or append to
+/// again: a compiler driver's object files waiting for the link, `sort`'s
+/// runs waiting for the merge, a script's scratch file, a results file a
+/// loop appends to (`echo ... >> results`). The failed run may have deleted
+/// them after the checkpoint (it finished with them), or appended to them;
+/// the resumed job, back before that point, would find them gone, or
+/// append the same lines a second time. So each checkpoint stores them
+/// (small ones whole, bigger ones by their size and last bytes), and a
+/// resume recreates the small ones that are missing and cuts back the ones
+/// that have only grown since.
 ///
 /// Which files: regular files directly in a job process's working directory,
 /// in TMPDIR or in /tmp, owned by this user, born (statx birth time) since
-/// the job started, up to RegularFiles.smallFileLimit each; files the job
-/// holds open are stored with their descriptors instead. Recreating only
-/// what is missing never overwrites anyone's data; files of the same user
-/// born meanwhile by something else are at worst recreated needlessly.
-/// A file system without birth times (some NFS) is not looked at.
+/// the job started; files the job holds open are stored with their
+/// descriptors instead. Recreating only what is missing never overwrites
+/// anyone's data, and a file is cut back only when its bytes up to the
+/// checkpoint's size are those stored: what was added after them is what
+/// the resumed job will write again. A file of the same user born meanwhile
+/// by something else and appended to by it would lose those additions: the
+/// files cut back are named on stderr. A file system without birth times
+/// (some NFS) is not looked at.
 enum ClosedFiles {
     /// Bounds on what one checkpoint reads and stores (and on the scan).
     static let maxFiles = 512
     static let maxTotalBytes: Int64 = 64 << 20
     static let maxEntriesPerDirectory = 50_000
+
+    /// How much of a file bigger than RegularFiles.smallFileLimit is stored:
+    /// its last bytes, which must be unchanged for it to be cut back.
+    static let tailBytes: Int64 = 64 << 10
 
     struct Candidate: Equatable {
         var path: String
@@ -28,11 +39,16 @@ enum ClosedFiles {
         var mtimeNanos: Int64
         var mode: UInt32
 
-        /// A regular file small enough to store; nil for anything else.
+        /// A regular file; nil for anything else.
         init?(path: String, _ info: ghost_file_info) {
-            guard info.mode & UInt32(S_IFMT) == UInt32(S_IFREG), info.size <= RegularFiles.smallFileLimit else { return nil }
+            guard info.mode & UInt32(S_IFMT) == UInt32(S_IFREG) else { return nil }
             self.path = path; size = info.size; mtimeNanos = info.mtime_ns; mode = info.mode & 0o7777
         }
+
+        /// Stored whole (and recreated if deleted), or only its tail.
+        var whole: Bool { size <= RegularFiles.smallFileLimit }
+        /// The bytes stored: [storedFrom, size).
+        var storedFrom: Int64 { whole ? 0 : size - ClosedFiles.tailBytes }
     }
 
     /// The directories to look in: each process's working directory, TMPDIR, /tmp.
@@ -69,8 +85,9 @@ enum ClosedFiles {
                 guard ghost_file_info(dfd, name, &info) == 0, info.uid == uid, info.btime_ns >= sinceNanos,
                       let c = Candidate(path: dir == "/" ? "/" + name : dir + "/" + name, info)
                 else { continue }
-                if out.count >= maxFiles || total + c.size > maxTotalBytes { return out }
-                total += c.size
+                let cost = c.size - c.storedFrom
+                if out.count >= maxFiles || total + cost > maxTotalBytes { return out }
+                total += cost
                 out.append(c)
             }
         }
@@ -97,11 +114,14 @@ enum ClosedFiles {
             let fd = Glibc.open(c.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
             if fd < 0 { continue }
             defer { close(fd) }
-            guard unchanged(fd, c), let bytes = RegularFiles.readAll(fd, size: Int(c.size)), bytes.count == c.size, unchanged(fd, c)
+            let count = Int(c.size - c.storedFrom)
+            guard unchanged(fd, c), let bytes = RegularFiles.readAll(fd, size: count, from: c.storedFrom),
+                  bytes.count == count, unchanged(fd, c)
             else { continue }
             out.append(ClosedFileRecord(path: c.path, mtimeNanos: c.mtimeNanos,
                                         contents: FileContentsRecord(chunk: try Pipes.put(bytes, writer),
-                                                                     length: bytes.count, mode: c.mode)))
+                                                                     length: bytes.count, mode: c.mode),
+                                        size: c.whole ? nil : c.size))
         }
         return out
     }
@@ -113,14 +133,20 @@ enum ClosedFiles {
     }
 
     /// At resume, before any process of the job exists: recreates each
-    /// stored file that is missing, with its bytes, mode and mtime. Existing
-    /// files are left as they are. A file that cannot be recreated is
-    /// reported; the job may not need it.
+    /// small stored file that is missing, with its bytes, mode and mtime, and
+    /// cuts back each one that has grown since while still holding the
+    /// stored bytes up to its checkpoint size. Other files are left as they
+    /// are. A file that cannot be recreated or cut back is reported; the job
+    /// may not need it.
     static func restore(_ records: [ClosedFileRecord], store: ImageStore) throws(GhostError) {
-        var recreated: [String] = []
+        var recreated: [String] = [], rewound: [String] = []
         for r in records {
             var st = stat()
-            if lstat(r.path, &st) == 0 || errno != ENOENT { continue }
+            if lstat(r.path, &st) == 0 {
+                if try cutBack(r, st, store: store) { rewound.append(r.path) }
+                continue
+            }
+            if errno != ENOENT || r.size != nil { continue }
             let bytes = try r.contents.chunk.map { (id: ChunkID) throws(GhostError) in try Pipes.load(id, store) } ?? []
             let fd = Glibc.open(r.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(r.contents.mode))
             if fd < 0 {
@@ -134,16 +160,54 @@ enum ClosedFiles {
                 unlink(r.path)
                 continue
             }
-            // atime: UTIME_OMIT ((1 << 30) - 2, not imported)
-            var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2),
-                         timespec(tv_sec: Int(r.mtimeNanos / 1_000_000_000), tv_nsec: Int(r.mtimeNanos % 1_000_000_000))]
-            futimens(fd, &times)
+            setMtime(fd, r.mtimeNanos)
             recreated.append(r.path)
         }
+        func shown(_ paths: [String]) -> String { paths.prefix(5).joined(separator: ", ") + (paths.count > 5 ? ", …" : "") }
         if !recreated.isEmpty {
-            let shown = recreated.prefix(5).joined(separator: ", ") + (recreated.count > 5 ? ", …" : "")
             Log.info("recreated \(recreated.count) file(s) the job had created and closed before the checkpoint, "
-                + "deleted since: \(shown)")
+                + "deleted since: \(shown(recreated))")
         }
+        if !rewound.isEmpty {
+            Log.info("cut back \(rewound.count) file(s) the job had created and closed before the checkpoint, "
+                + "appended to since, to their size at the checkpoint: \(shown(rewound))")
+        }
+    }
+
+    /// Cuts `r`'s file back to its checkpoint size if it is a regular file
+    /// that has grown since and still holds the stored bytes below that size.
+    private static func cutBack(_ r: ClosedFileRecord, _ st: stat, store: ImageStore) throws(GhostError) -> Bool {
+        let size = r.size ?? Int64(r.contents.length)
+        guard st.st_mode & S_IFMT == S_IFREG, Int64(st.st_size) > size else { return false }
+        let fd = Glibc.open(r.path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        if fd < 0 { return false }
+        defer { close(fd) }
+        let stored = try r.contents.chunk.map { (id: ChunkID) throws(GhostError) in try Pipes.load(id, store) } ?? []
+        let from = size - Int64(stored.count)
+        guard RegularFiles.readAll(fd, size: stored.count, from: from) == stored else { return false }
+        // A write lease is granted only while nobody else has the file open:
+        // one another job is writing to now is not ours to cut. (Where
+        // leases are not available, e.g. some network file systems, that
+        // cannot be told, and the file is cut back.)
+        let fSetLease: Int32 = 1024   // F_SETLEASE (not imported)
+        let leased = fcntl(fd, fSetLease, Int32(F_WRLCK)) == 0
+        if !leased && (errno == EAGAIN || errno == EBUSY) {
+            Log.warn("\(r.path) has grown since the checkpoint but another process has it open: left as it is")
+            return false
+        }
+        defer { if leased { _ = fcntl(fd, fSetLease, Int32(F_UNLCK)) } }
+        if ftruncate(fd, off_t(size)) != 0 {
+            Log.warn("cannot cut \(r.path) back to its size at the checkpoint (\(size) bytes): \(String(cString: strerror(errno)))")
+            return false
+        }
+        setMtime(fd, r.mtimeNanos)
+        return true
+    }
+
+    private static func setMtime(_ fd: Int32, _ nanos: Int64) {
+        // atime: UTIME_OMIT ((1 << 30) - 2, not imported)
+        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2),
+                     timespec(tv_sec: Int(nanos / 1_000_000_000), tv_nsec: Int(nanos % 1_000_000_000))]
+        futimens(fd, &times)
     }
 }

@@ -74,11 +74,11 @@ enum RegularFiles {
 
     /// Up to `size` bytes of `fd` from offset 0 (fewer at end of file); nil
     /// on a read error (errno set).
-    static func readAll(_ fd: Int32, size: Int) -> [UInt8]? {
+    static func readAll(_ fd: Int32, size: Int, from offset: Int64 = 0) -> [UInt8]? {
         var bytes = [UInt8](repeating: 0, count: size)
         var got = 0
         while got < size {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, size - got, off_t(got)) }
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, size - got, off_t(offset) + off_t(got)) }
             if n < 0 { return nil }
             if n == 0 { break }
             got += n
