@@ -255,48 +255,45 @@ final class ClosedFileTests: GhostTestCase {
         try appendedScenario(holdOpen: true)
     }
 
+    /// Lines 1-10 before the checkpoint (the script waits in `read`, its
+    /// files closed), 11-15 by the failed run after it, then 11-20 by the
+    /// resumed run.
     private func appendedScenario(holdOpen: Bool) throws {
         let dir = try makeTempDir("appended")
-        let lines = 40
-        let run = try startGhostRun("/bin/bash", [Paths.programsDir + "/append_loop.sh", "\(lines)"],
-                                    imageDir: dir + "/images", cwd: dir)
-        func count() -> Int {
-            ((try? String(contentsOfFile: dir + "/results.txt", encoding: .utf8)) ?? "").split(separator: "\n").count
-        }
-        func waitCount(_ n: Int) throws {
-            let deadline = Date(timeIntervalSinceNow: 60)
-            while count() < n {
-                if Date() > deadline || !run.isRunning { throw HarnessError("results.txt did not reach \(n) lines\n\(run.transcript)") }
-                sleepSeconds(0.05)
+        let run = try startGhostRun("/bin/bash", [Paths.programsDir + "/append_loop.sh"], imageDir: dir + "/images", cwd: dir)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        func append(_ job: Child, _ range: ClosedRange<Int>) throws {
+            for i in range {
+                try job.write("\(i)\n")
+                try job.waitFor("did \(i)\n", in: .stdout, timeout: 30)
             }
         }
-        try waitCount(5)
+        try append(run, 1...10)
         try checkpoint(run, number: 1)
-        let atCheckpoint = count()
-        try waitCount(atCheckpoint + 8)   // the failed run appends on, then dies
+        try append(run, 11...15)   // the failed run appends on, then dies
         try killNode(run, jobPid: nil)
-        let grown = count()
 
         let held = holdOpen ? open(dir + "/results.txt", O_RDONLY) : -1
         defer { if held >= 0 { close(held) } }
         let resumed = try startGhostResume(dir + "/images", cwd: dir)
         _ = try waitResumed(resumed)
+        try append(resumed, 11...20)
+        try resumed.write("end\n")
+        try resumed.waitFor("ok appended", in: .stdout, timeout: 60)
+        try expectExit(resumed, .exited(0))
+        let results = try String(contentsOfFile: dir + "/results.txt", encoding: .utf8)
         if holdOpen {
             XCTAssertTrue(resumed.stderrText.contains("results.txt has grown since the checkpoint but another process has it open: left as it is"),
                           resumed.transcript)
-            try resumed.waitFor("ok appended", in: .stdout, timeout: 60)
-            try expectExit(resumed, .exited(0))
             // The lines after the checkpoint are there twice, as without ghost's help.
-            XCTAssertEqual(count(), lines + grown - atCheckpoint, resumed.transcript)
+            XCTAssertEqual(results, (Array(1...15) + Array(11...20)).map { "line \($0)\n" }.joined(), resumed.transcript)
             return
         }
-        XCTAssertTrue(resumed.stderrText.contains("file(s) the job had created and closed before the checkpoint, appended to since"), resumed.transcript)
-        try resumed.waitFor("ok appended", in: .stdout, timeout: 60)
-        try expectExit(resumed, .exited(0))
-        let want = (1...lines).map { "line \($0)\n" }.joined()
-        XCTAssertEqual(try String(contentsOfFile: dir + "/results.txt", encoding: .utf8), want, resumed.transcript)
+        XCTAssertTrue(resumed.stderrText.contains("cut back 2 file(s) the job had created and closed before the checkpoint, appended to since"),
+                      resumed.transcript)
+        XCTAssertEqual(results, (1...20).map { "line \($0)\n" }.joined(), resumed.transcript)
         let big = try String(contentsOfFile: dir + "/big.log", encoding: .utf8)
-        let bigWant = String(repeating: "x", count: 5_000_000) + "\n" + (1...lines).map { "entry \($0)\n" }.joined()
+        let bigWant = String(repeating: "x", count: 5_000_000) + "\n" + (1...20).map { "entry \($0)\n" }.joined()
         XCTAssertTrue(big == bigWant, "big.log: \(big.utf8.count) bytes, expected \(bigWant.utf8.count); its end: \(big.suffix(200))")
     }
 }
