@@ -161,6 +161,20 @@ final class ProcessStateTests: GhostTestCase {
         try checkpointKillResume("blocked_sleep", ["nanosleep", "6"], release: .nothing, settle: 0.5)
     }
 
+    /// Threads in epoll_wait, epoll_pwait, sigtimedwait, and accept/recvmsg
+    /// with SO_RCVTIMEO, which the kernel ends with EINTR after a stop: a
+    /// checkpoint the job goes on from, and a resume, leave each waiting
+    /// for what it waited for (it was EINTR in both).
+    func testWaitsThatAStopEndsWithEINTRGoOn() throws {
+        let exe = try program("eintr_waits")
+        let dir = try makeTempDir("eintr")
+        let run = try startGhostRun(exe, [], imageDir: dir + "/images", cwd: dir)
+        try run.waitFor("ready", in: .stdout, timeout: 60)
+        try checkpoint(run, number: 1)
+        try finishResumed(run, timeout: 60)
+        try checkpointKillResume("eintr_waits")
+    }
+
     /// Frozen inside read(0): the line written to ghost-resume's stdin after
     /// the restart arrives whole, and the next read works too.
     func testBlockedInReadOfStdin() throws {

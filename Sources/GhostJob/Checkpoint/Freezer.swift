@@ -47,12 +47,38 @@ struct Freezer {
         if ghost_wptrace_event(status) == PtraceRequest.eventStop {
             // PTRACE_INTERRUPT reports SIGTRAP; a task in a group stop, its stop signal.
             if sig != SIGTRAP { groupStopSignal = sig }
+            try Self.restartInterruptedWait(t)
         } else if sig != SIGTRAP {
             // Stopped on the way to deliver `sig` (a SIGSTOP too, which would
             // otherwise be lost on detach): keep it.
             dequeued.append(try t.getSiginfo())
         }
         return true
+    }
+
+    /// System calls the kernel ends with EINTR, not a restart, when a stop
+    /// (SIGSTOP, a debugger, this freeze) interrupts them, even where no
+    /// signal handler runs (signal(7), "Interruption of system calls ... by
+    /// stop signals"): epoll_wait, epoll_pwait, epoll_pwait2,
+    /// rt_sigtimedwait, semop, semtimedop, io_getevents, io_pgetevents, and
+    /// socket calls waiting with SO_RCVTIMEO/SO_SNDTIMEO (accept, accept4,
+    /// recvfrom, recvmsg, recvmmsg, sendto, sendmsg, sendmmsg).
+    static let eintrOnStop: Set<Int64> = [232, 281, 441, 128, 65, 220, 208, 333, 43, 288, 45, 47, 299, 44, 46, 307]
+
+    /// A task this freeze stopped while it waited in one of `eintrOnStop`
+    /// would see that call fail with EINTR when let go (or when restored),
+    /// which a program need not expect: a checkpoint must go unnoticed. Its
+    /// return value is set to -ERESTARTNOHAND instead, so the kernel
+    /// reissues the call on the way out of the stop, as for read or wait
+    /// (and still ends it with EINTR if a signal handler runs first). Such
+    /// a call returns EINTR only before anything was transferred; a timeout
+    /// starts again from its full length.
+    static func restartInterruptedWait(_ t: Tracee) throws(GhostError) {
+        var regs = try t.getRegs()
+        let eintr: Int64 = -4
+        guard Int64(bitPattern: regs.rax) == eintr, eintrOnStop.contains(Int64(bitPattern: regs.orig_rax)) else { return }
+        regs.rax = UInt64(bitPattern: ThreadState.erestartnohand)
+        try t.setRegs(regs)
     }
 
     /// A task held by another tracer (a debugger, strace) cannot be frozen:
