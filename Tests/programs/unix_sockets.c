@@ -11,7 +11,8 @@
  * non-blocking read then gives EAGAIN); the listeners accept new connections;
  * a datagram socket bound to a path gets the datagrams the child's
  * connect()ed socket had sent it, and then new ones;
- * a datagram pair that both processes hold still carries data both ways.
+ * a datagram pair that both processes hold still carries data both ways;
+ * a stream pair whose other end was closed gives its data, then end of file.
  */
 #include "common.h"
 #include <fcntl.h>
@@ -166,9 +167,19 @@ int main(void)
     send_all(ap, 5, 900);
     char c;
     CHECK(read(sync1[0], &c, 1) == 1, "parent: waiting for the child");
+    /* A stream pair whose other end was closed after writing (the JVM keeps
+     * one like this, without the data): the kernel no longer names its peer. */
+    int widow[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, widow) == 0, "socketpair widow");
+    send_all(widow[1], 8, 333);
+    close(widow[1]);
 
     ready();
     wait_release();
+
+    expect_stream(widow[0], 8, 333, "widowed pair");
+    CHECK(read(widow[0], &c, 1) == 0, "widowed pair: no end of file after its data");
+    CHECK(send(widow[0], "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE, "widowed pair: sending did not fail with EPIPE");
 
     CHECK((fcntl(st[0], F_GETFL) & O_NONBLOCK) != 0, "O_NONBLOCK lost");
     CHECK(getint(dg[0], SO_RCVBUF) == rcv_before, "SO_RCVBUF %d, was %d", getint(dg[0], SO_RCVBUF), rcv_before);

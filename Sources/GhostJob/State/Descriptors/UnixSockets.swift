@@ -115,6 +115,11 @@ enum UnixSockets {
                 } else {
                     s.state = .peerClosed
                 }
+            } else if d.state == stateEstablished && s.type != Int32(SOCK_DGRAM.rawValue) && d.shutdown == 3 {
+                // Its peer was closed and is gone (the kernel shut this end down both ways and
+                // reports no peer inode): one end of a socketpair whose other end was closed, as
+                // the JVM keeps for closing sockets asynchronously.
+                s.state = .peerClosed
             } else if d.state == stateEstablished && s.type != Int32(SOCK_DGRAM.rawValue) {
                 // Connected to a socket without an inode yet: one waiting in a listener's queue.
                 throw .unsupported("fd \(fd) of process \(pid) is \(describe(dup)), whose connection has not been "
