@@ -150,6 +150,14 @@ extension DescriptorTests {
         XCTAssertTrue(line.contains("is an inotify descriptor") && line.contains("fd 3 of process"), line)
     }
 
+    /// An io_uring with a kernel submission thread (SQPOLL): that thread never
+    /// stops for ptrace, so the freeze must not wait for it (it kept the
+    /// whole job frozen for good); the checkpoint fails naming it.
+    func testIoUringSubmissionThreadFailsCheckpointCleanly() throws {
+        let line = try failingCheckpoint("sqpoll")
+        XCTAssertTrue(line.contains("of an io_uring instance") && line.contains("iou-sqp-"), line)
+    }
+
     /// A unix connection still waiting in the job's own listener (not
     /// accepted): the checkpoint fails saying so, the job goes on.
     func testConnectionNotAcceptedFailsCheckpointCleanly() throws {

@@ -6,6 +6,8 @@
  *   unix PATH  a connection to the unix socket PATH (held outside the job),
  *   inotify    an inotify descriptor watching the working directory,
  *   pending    a unix connection to its own listener, not accepted yet,
+ *   sqpoll     an io_uring with a kernel submission thread (IORING_SETUP_SQPOLL,
+ *              as libuv makes with UV_USE_IO_URING=1): a thread no ptrace stops,
  * ("listen PATH" is that outside listener: it accepts one connection and
  * reads from it until it closes),
  * says "ready2", and after a second release line checks the connection
@@ -15,7 +17,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <linux/io_uring.h>
 #include <sys/inotify.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -49,6 +53,17 @@ int main(int argc, char **argv)
         b = accept(l, NULL, NULL);
         char c;
         CHECK(b >= 0 && write(a, "q", 1) == 1 && read(b, &c, 1) == 1 && c == 'q', "pending connection broken");
+        ok("socket still works");
+    }
+    if (strcmp(argv[1], "sqpoll") == 0) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_SQPOLL;
+        p.sq_thread_idle = 10;
+        a = b = (int)syscall(__NR_io_uring_setup, 8, &p);
+        CHECK(a >= 0, "io_uring_setup: %s", strerror(errno));
+        say("ready2");
+        wait_release();
         ok("socket still works");
     }
     if (strcmp(argv[1], "inotify") == 0) {

@@ -73,6 +73,11 @@ struct TreeFreezer {
                 if members[idx].zombie { continue }
                 let known = Set(members[idx].threads.map(\.pid))
                 for tid in (try? ProcFS.tasks(pid)) ?? [] where !known.contains(tid) && !gone.contains(tid) {
+                    if let worker = Self.kernelWorker(tid) {
+                        throw .refused(.unsupported("process \(pid) (\((try? ProcFS.stat(pid))?.comm ?? "?")) has a kernel "
+                            + "thread, \(tid) (\(worker)), " + (worker.hasPrefix("iou-") ? "of an io_uring instance; ghost "
+                            + "cannot checkpoint io_uring yet" : "that ghost cannot stop; ghost cannot checkpoint such a process")))
+                    }
                     var f = Freezer(pid: tid)
                     let ok: Bool
                     do { ok = try f.tryFreeze() } catch { throw .refused(error) }
@@ -132,6 +137,16 @@ struct TreeFreezer {
         let live = ((try? ProcFS.tasks(pid)) ?? []).filter { $0 != pid && !isZombie(pid, task: $0) }
         if live.isEmpty { return nil }
         return (live.count, (try? ProcFS.stat(pid))?.comm ?? "?")
+    }
+
+    /// The name of a kernel worker thread running in the process (io_uring's
+    /// iou-sqp-*/iou-wrk-*, PF_IO_WORKER; vhost's, PF_USER_WORKER), nil for
+    /// a thread of the program. Such a thread never enters a ptrace stop:
+    /// waiting for it to stop would keep the whole job frozen for good.
+    static func kernelWorker(_ tid: pid_t) -> String? {
+        let pfIOWorker: UInt64 = 0x10, pfUserWorker: UInt64 = 0x4000
+        guard let st = try? ProcFS.stat(tid), st.fields.count > 6, st.field(9) & (pfIOWorker | pfUserWorker) != 0 else { return nil }
+        return st.comm
     }
 
     static func isZombie(_ pid: pid_t, task: pid_t) -> Bool {
