@@ -85,12 +85,27 @@ final class ScratchBuffer: @unchecked Sendable {
 }
 
 /// Results written by index from several threads; each index by one thread only.
+/// Storage allocated once, never an Array: Array.withUnsafeMutableBufferPointer
+/// moves the array out of its variable for the duration of the call, so two
+/// threads writing different slots at once raced on the array itself (a lost
+/// or doubly freed buffer: ghost-run crashed in malloc, most often when many
+/// small blocks were stored at once).
 final class ResultSlots<T>: @unchecked Sendable {
-    private var slots: [T]
-    init(count: Int, initial: T) { slots = Array(repeating: initial, count: count) }
-    subscript(i: Int) -> T {
-        get { slots.withUnsafeBufferPointer { $0[i] } }
-        set { slots.withUnsafeMutableBufferPointer { $0[i] = newValue } }
+    private let slots: UnsafeMutableBufferPointer<T>
+    private let count: Int
+    init(count: Int, initial: T) {
+        self.count = count
+        slots = .allocate(capacity: max(count, 1))
+        slots.initialize(repeating: initial)
     }
-    var all: [T] { slots }
+    deinit {
+        slots.deinitialize()
+        slots.deallocate()
+    }
+    subscript(i: Int) -> T {
+        get { slots[i] }
+        set { slots[i] = newValue }
+    }
+    /// Read once every writer is done.
+    var all: [T] { Array(slots.prefix(count)) }
 }
