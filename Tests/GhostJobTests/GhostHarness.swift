@@ -451,10 +451,14 @@ enum ProcInfo {
     }
 
     static func uid(_ pid: pid_t) -> uid_t? {
+        statusFields(pid, "Uid:")?.first.flatMap { uid_t($0) }
+    }
+
+    /// The values after `key` (e.g. "VmPTE:") in /proc/PID/status, nil if it has no such line.
+    static func statusFields(_ pid: pid_t, _ key: String) -> [Substring]? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-        for line in status.split(separator: "\n") where line.hasPrefix("Uid:") {
-            let f = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
-            if f.count > 1 { return uid_t(f[1]) }
+        for line in status.split(separator: "\n") where line.hasPrefix(key) {
+            return Array(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst())
         }
         return nil
     }

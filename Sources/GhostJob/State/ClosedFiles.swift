@@ -147,7 +147,7 @@ enum ClosedFiles {
                 continue
             }
             if errno != ENOENT || r.size != nil { continue }
-            let bytes = try r.contents.chunk.map { (id: ChunkID) throws(GhostError) in try Pipes.load(id, store) } ?? []
+            let bytes = try RegularFiles.storedBytes(r.contents, store)
             let fd = Glibc.open(r.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(r.contents.mode))
             if fd < 0 {
                 Log.warn("cannot recreate \(r.path), which the job created and closed before the checkpoint and which "
@@ -182,7 +182,7 @@ enum ClosedFiles {
         let fd = Glibc.open(r.path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 { return false }
         defer { close(fd) }
-        let stored = try r.contents.chunk.map { (id: ChunkID) throws(GhostError) in try Pipes.load(id, store) } ?? []
+        let stored = try RegularFiles.storedBytes(r.contents, store)
         let from = size - Int64(stored.count)
         guard RegularFiles.readAll(fd, size: stored.count, from: from) == stored else { return false }
         // A write lease is granted only while nobody else has the file open:

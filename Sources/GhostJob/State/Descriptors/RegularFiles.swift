@@ -107,6 +107,11 @@ enum RegularFiles {
         return fd
     }
 
+    /// The bytes a FileContentsRecord holds (none for an empty file).
+    static func storedBytes(_ c: FileContentsRecord, _ store: ImageStore) throws(GhostError) -> [UInt8] {
+        try c.chunk.map { (id: ChunkID) throws(GhostError) in try Pipes.load(id, store) } ?? []
+    }
+
     /// A small file whose contents are in the image: recreated if it is gone
     /// (the job's temporary files, deleted after the checkpoint), rewritten
     /// if the job was writing it and it changed since. A file the job only
@@ -120,7 +125,7 @@ enum RegularFiles {
         let writing = r.flags & O_ACCMODE != O_RDONLY
         if exists && !writing { return false }
         if exists && st.st_mode & S_IFMT != S_IFREG { return false }
-        let bytes = try c.chunk.map { (id: ChunkID) throws(GhostError) in try Pipes.load(id, store) } ?? []
+        let bytes = try storedBytes(c, store)
         let fd = Glibc.open(r.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(c.mode))
         if fd < 0 {
             throw .fileChanged("cannot recreate \(r.path) (fd \(r.fd) of the job): \(String(cString: strerror(errno)))")
